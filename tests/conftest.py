@@ -1,0 +1,52 @@
+"""Shared fixtures: a small synthetic CoLA folder, the real one when present, and a CLI runner."""
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def real_cola_dir() -> Path | None:
+    "The real CoLA folder: $MLOPS_BASICS_DATA_DIR, else ../shared/data/cola beside the repository."
+    for d in (os.environ.get("MLOPS_BASICS_DATA_DIR"), ROOT.parent / "shared" / "data" / "cola"):
+        if d and (Path(d) / "train.tsv").is_file():
+            return Path(d)
+    return None
+
+
+def write_cola(folder: Path, n_train: int = 96, n_val: int = 40, seed: int = 0) -> Path:
+    "A small GLUE-format CoLA folder: acceptable sentences and scrambled (unacceptable) ones."
+    rng = random.Random(seed)
+    subjects, verbs, objects = ["The cat", "A dog", "My friend", "The teacher"], ["saw", "liked", "found", "took"], ["the ball.", "a book.", "the car."]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train.tsv", n_train), ("validation.tsv", n_val)):
+        lines = []
+        for _ in range(n):
+            words = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}".split()
+            ok = rng.random() < 0.7
+            if not ok:
+                rng.shuffle(words)
+            lines.append(f"syn\t{int(ok)}\t{'' if ok else '*'}\t{' '.join(words)}")
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def cola_dir(tmp_path) -> Path:
+    return write_cola(tmp_path / "cola")
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+def run_cli(prog: str, *args: str, home: Path, timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    "Run one of the package's console scripts in a fresh process, offline, writing under `home`."
+    e = {**os.environ, "MLOPS_BASICS_HOME": str(home), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env}
+    return subprocess.run([str(BIN / prog), *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)

@@ -1,0 +1,34 @@
+"""The course runner: executes notebooks with papermill and names the notebook and cell that broke."""
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from conftest import run_cli
+
+
+def notebook(path, *sources):
+    params = new_code_cell('profile = "full"\noutput_dir = None', metadata={"tags": ["parameters"]})
+    nb = new_notebook(cells=[params, *map(new_code_cell, sources)],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, path)
+
+
+def test_runner_executes_in_order_and_names_the_broken_cell(tmp_path, home):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    nbs.mkdir()
+    notebook(nbs / "00_ok.ipynb", "assert profile == 'smoke', profile\nprint(output_dir)")
+    notebook(nbs / "01_broken.ipynb", "x = 1", "raise ValueError('boom in week one')")
+    notebook(nbs / "02_never.ipynb", "print('unreachable')")
+    r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--out", str(out), home=home, timeout=180)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlops-basics-course: error: 01_broken.ipynb: cell 3") and "ValueError: boom in week one" in last
+    assert (out / "00_ok.ipynb").is_file() and (out / "01_broken.ipynb").is_file() and not (out / "02_never.ipynb").exists()
+    executed = nbformat.read(out / "00_ok.ipynb", as_version=4)
+    assert any("smoke" in c.source for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def test_runner_rejects_bad_arguments(tmp_path, home):
+    r = run_cli("mlops-basics-course", "--nbs", str(tmp_path), home=home, timeout=60)
+    assert r.returncode == 1 and "no course notebooks" in r.stderr
+    r = run_cli("mlops-basics-course", "--profile", "huge", home=home, timeout=60)
+    assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -1,0 +1,92 @@
+"""`mlops-basics-train` as a user runs it: real processes, real training, real W&B offline runs."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write_cola
+
+SMOKE = ["model=tiny_random", "training=smoke"]
+
+
+def artifacts(home: Path) -> list[Path]:
+    return sorted(p for p in home.rglob("*") if p.suffix == ".ckpt" or p.name in ("checkpoints", "checkpoints.partial"))
+
+
+def test_smoke_run_writes_checkpoint_metrics_and_wandb_run(cola_dir, home):
+    r = run_cli("mlops-basics-train", *SMOKE, f"data.dir={cola_dir}", home=home)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "val MCC" in r.stdout
+    (run,) = [p.parent for p in (home / "runs").glob("*/metrics.json")]
+    m = json.loads((run / "metrics.json").read_text())
+    assert Path(m["checkpoint"]).is_file() and not (run / "checkpoints.partial").exists()
+    assert set(m["metrics"]) >= {"val/acc", "val/mcc", "val/f1", "val/precision", "val/recall", "val/loss"}
+    assert m["majority_acc"] > 0.5 and m["best_epoch"] == 1
+    hist = json.loads((run / "history.json").read_text())
+    assert sum(map(sum, hist["history"][0]["confusion"])) == 40  # every validation sentence counted once
+    # W&B offline run with the confusion matrix and the misclassified table
+    (wb,) = (home / "wandb" / "wandb").glob("offline-run-*")
+    tables = {p.name.split("_")[0] for p in (wb / "files" / "media" / "table" / "val").glob("*.table.json")}
+    assert {"misclassified", "confusion"} <= tables
+    assert (wb / f"run-{wb.name.split('-')[-1]}.wandb").stat().st_size > 0
+
+
+BAD = {
+    "unknown backbone": (["model=gpt9"], "unknown model 'gpt9'"),
+    "invalid override syntax": (["training.lr"], "invalid override"),
+    "unknown key": (["training.lrr=1"], "unknown setting 'training.lrr'"),
+    "bad value": (["training.lr=abc"], "training.lr='abc' must be a number"),
+    "missing data dir": (["data.dir=/no/such/folder"], "data directory not found: /no/such/folder"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_one_clear_line_nothing_left(case, cola_dir, home):
+    args, expect = BAD[case]
+    r = run_cli("mlops-basics-train", *SMOKE, f"data.dir={cola_dir}", *args, home=home, timeout=120)
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith("mlops-basics-train: error: ") and expect in lines[-1] and "Fix:" in lines[-1], r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+    assert artifacts(home) == []
+
+
+@pytest.mark.parametrize("content, expect", [
+    ("gj04\t1\tonly three\n", "train.tsv:2: expected 4 tab-separated columns"),
+    ("gj04\t7\t\tSeven is no label.\n", "train.tsv:2: label must be 0 or 1, found '7'"),
+])
+def test_bad_tsv_fails_before_any_checkpoint(content, expect, tmp_path, home):
+    folder = write_cola(tmp_path / "bad")
+    lines = (folder / "train.tsv").read_text().splitlines(keepends=True)
+    (folder / "train.tsv").write_text(lines[0] + content + "".join(lines[1:]))
+    r = run_cli("mlops-basics-train", *SMOKE, f"data.dir={folder}", home=home, timeout=120)
+    assert r.returncode != 0
+    last = [l for l in r.stderr.splitlines() if l.strip()][-1]
+    assert last.startswith("mlops-basics-train: error: ") and expect in last and "Fix:" in last
+    assert "Traceback" not in r.stderr
+    assert artifacts(home) == [] and not any((home / "runs").glob("*"))
+
+
+def test_help_lists_groups_and_examples(home):
+    r = run_cli("mlops-basics-train", "--help", home=home, timeout=60)
+    assert r.returncode == 0
+    for needle in ("model: bert_tiny, minilm, tiny_random", "training: full, smoke", "logger: csv, wandb",
+                   "mlops-basics-train -m training.lr=5e-5,1e-4", "MLOPS_BASICS_DATA_DIR"):
+        assert needle in r.stdout, needle
+
+
+def test_multirun_sweep_two_learning_rates(cola_dir, home, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli("mlops-basics-train", "-m", "training.lr=1e-4,3e-4", *SMOKE, "logger=csv", f"data.dir={cola_dir}",
+                f"hydra.sweep.dir={sweep}", home=home)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = sorted(sweep.glob("*/metrics.json"))
+    assert len(runs) == 2
+    lrs = sorted(json.loads(p.read_text())["metrics"] and float(p.parent.joinpath("config.yaml").read_text().split("lr: ")[1].split()[0]) for p in runs)
+    assert lrs == [1e-4, 3e-4]
+
+
+def test_multirun_bad_value_fails_before_any_job(cola_dir, home, tmp_path):
+    r = run_cli("mlops-basics-train", "-m", "training.lr=1e-4,-3", "model=nope", f"data.dir={cola_dir}", home=home, timeout=60)
+    assert r.returncode != 0 and "unknown model 'nope'" in r.stderr.splitlines()[-1]
