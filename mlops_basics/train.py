@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CONF_DIR', 'PROG', 'first_of_sweeps', 'compose_config', 'check_config', 'new_run_dir', 'train', 'main']
 
-# %% ../nbs/02_configuration.ipynb #30a196f5
+# %% ../nbs/02_configuration.ipynb #5769bc34
 import re
 import shutil
 import sys
@@ -14,13 +14,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cola import BACKBONE_SOURCES, ColaDataModule, load_tokenizer, make_trainer, model_from_config
-from .core import ConfigError, DataError, MlopsBasicsError, fail
-from .tracking import WANDB_MODES, ValidationReport, make_logger
+from .core import BACKBONE_SOURCES, WANDB_MODES, ConfigError, MlopsBasicsError, fail, home_dir
+
+# torch, Lightning and transformers are imported inside `train`, so that `--help` and bad input answer fast
 
 CONF_DIR = Path(__import__("mlops_basics").__file__).parent / "conf"  # shipped inside the package
 
-# %% ../nbs/02_configuration.ipynb #37203916
+# %% ../nbs/02_configuration.ipynb #080b2e61
 def _explain(e: Exception) -> str:
     "One line for a Hydra composition error: what is wrong and how to fix it."
     msg = str(e)
@@ -35,7 +35,7 @@ def _explain(e: Exception) -> str:
     first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
     return f"invalid override: {first}. Fix: write overrides as KEY=VALUE or GROUP=OPTION, e.g. training.lr=5e-5 model=tiny_random."
 
-# %% ../nbs/02_configuration.ipynb #7fe7be1c
+# %% ../nbs/02_configuration.ipynb #38782533
 def first_of_sweeps(overrides: list[str]) -> list[str]:
     "The overrides of a sweep's first job (`a=1,2` -> `a=1`), for checking a multirun before it starts."
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -46,7 +46,7 @@ def first_of_sweeps(overrides: list[str]) -> list[str]:
     return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
 
-# %% ../nbs/02_configuration.ipynb #91231e3a
+# %% ../nbs/02_configuration.ipynb #b269c0c1
 def compose_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
     "Compose the packaged Hydra config with `overrides`; Hydra's errors become one-line `ConfigError`s."
     from hydra import compose, initialize_config_dir
@@ -58,7 +58,7 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "confi
     except Exception as e:
         raise ConfigError(_explain(e)) from None
 
-# %% ../nbs/02_configuration.ipynb #1050f7bd
+# %% ../nbs/02_configuration.ipynb #d7fc239e
 def _need(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
@@ -78,6 +78,7 @@ def check_config(cfg: DictConfig) -> None:
             _need(_is_num(t[k], 0, False, 1.0), f"training.{k}={t[k]!r} must be a number in (0, 1]. Fix: e.g. training.{k}=5e-5.")
         _need(_is_num(t.weight_decay, 0, True, 1.0), f"training.weight_decay={t.weight_decay!r} must be in [0, 1]. Fix: training.weight_decay=0.01.")
         _need(_is_num(t.warmup_ratio, 0, True, 0.99), f"training.warmup_ratio={t.warmup_ratio!r} must be in [0, 1). Fix: training.warmup_ratio=0.1.")
+        _need(isinstance(t.get("freeze_embeddings", False), bool), f"training.freeze_embeddings={t.get('freeze_embeddings')!r} must be true or false. Fix: training.freeze_embeddings=true.")
         _need(_is_num(t.layer_lr_decay, 0, False, 1.0), f"training.layer_lr_decay={t.layer_lr_decay!r} must be in (0, 1]. Fix: training.layer_lr_decay=1.0.")
         for k in ("limit_train_batches", "limit_val_batches"):
             v = t[k]
@@ -99,7 +100,7 @@ def check_config(cfg: DictConfig) -> None:
     except Exception as e:  # a missing key or a broken interpolation
         raise ConfigError(f"invalid configuration: {' '.join(str(e).split())}. Fix: compare with 'mlops-basics-train --cfg job'.") from None
 
-# %% ../nbs/02_configuration.ipynb #01fda3c6
+# %% ../nbs/02_configuration.ipynb #fae7767b
 def new_run_dir(cfg: DictConfig) -> Path:
     "A fresh, timestamped run folder under `paths.runs` for runs started outside the CLI."
     return Path(cfg.paths.runs).expanduser() / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.run_name}"
@@ -110,10 +111,12 @@ def _write_json(path: Path, obj) -> None:
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     tmp.replace(path)
 
-# %% ../nbs/02_configuration.ipynb #2f4fd863
+# %% ../nbs/02_configuration.ipynb #98354e84
 def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     "Train from a composed config; checkpoint, history and metrics go to `output_dir`. Returns a summary."
     import lightning as L
+    from mlops_basics.cola import ColaDataModule, load_tokenizer, make_trainer, model_from_config
+    from mlops_basics.tracking import ValidationReport, make_logger
     check_config(cfg)
     c = OmegaConf.to_container(cfg, resolve=True)
     out = Path(output_dir or c["paths"].get("output_dir") or new_run_dir(cfg)).expanduser().resolve()
@@ -153,7 +156,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     _write_json(out / "metrics.json", summary)
     return summary
 
-# %% ../nbs/02_configuration.ipynb #bed3e239
+# %% ../nbs/02_configuration.ipynb #ec7874e6
 PROG = "mlops-basics-train"
 
 def _hydra_job(cfg: DictConfig) -> float:

@@ -2,6 +2,7 @@
 import lightning as L
 import pytest
 
+import mlops_basics.cola as C
 import mlops_basics.train as T
 
 
@@ -12,8 +13,8 @@ class Boom(L.Callback):
 
 
 def test_crash_mid_training_leaves_no_checkpoint(cola_dir, tmp_path, monkeypatch):
-    real = T.make_trainer
-    monkeypatch.setattr(T, "make_trainer", lambda *a, callbacks=(), **k: real(*a, callbacks=[*callbacks, Boom()], **k))
+    real = C.make_trainer
+    monkeypatch.setattr(C, "make_trainer", lambda *a, callbacks=(), **k: real(*a, callbacks=[*callbacks, Boom()], **k))
     cfg = T.compose_config(["model=tiny_random", "training=smoke", "logger=csv", f"data.dir={cola_dir}"])
     with pytest.raises(RuntimeError, match="simulated crash"):
         T.train(cfg, tmp_path / "run")
