@@ -32,9 +32,9 @@ setuptools.setup(
     license="Apache-2.0",
     keywords=cfg["keywords"],
     python_requires=f">={cfg['min_python']}",
-    packages=setuptools.find_packages(include=["mlops_basics", "mlops_basics.*"]),
-    include_package_data=True,
-    package_data={"mlops_basics": ["conf/*.yaml", "conf/*/*.yaml"]},
+    # namespace discovery so that the config folders (mlops_basics/conf/...) ship with their YAML files
+    packages=setuptools.find_namespace_packages(include=["mlops_basics", "mlops_basics.*"]),
+    package_data={"": ["*.yaml"]},
     install_requires=reqs("requirements"),
     extras_require=extras,
     entry_points={

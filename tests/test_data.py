@@ -56,3 +56,10 @@ def test_datamodule_dynamic_padding_and_grouping(tmp_path):
         assert b["input_ids"].shape[1] == int(b["attention_mask"].sum(1).max())
     val = list(dm.val_dataloader())
     assert [len(b["labels"]) for b in val] == [20, 20, 10]
+
+
+def test_hub_unreachable_says_how_to_go_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"could not load nyu-mll/glue/cola from the Hugging Face hub.*Fix: when offline"):
+        load_cola(None, hub_id="nyu-mll/glue", hub_config="cola")
