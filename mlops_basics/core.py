@@ -6,7 +6,7 @@
 __all__ = ['BACKBONE_SOURCES', 'WANDB_MODES', 'MlopsBasicsError', 'DataError', 'ConfigError', 'CourseError', 'home_dir', 'fail',
            'course_notebooks', 'run_notebook', 'run_course', 'main']
 
-# %% ../nbs/index.ipynb #4bbcf622
+# %% ../nbs/index.ipynb #5262a696
 import sys
 import time
 from pathlib import Path
@@ -24,24 +24,24 @@ class ConfigError(MlopsBasicsError):
 class CourseError(MlopsBasicsError):
     "A course notebook failed to run."
 
-# %% ../nbs/index.ipynb #0a0e88e3
+# %% ../nbs/index.ipynb #7d16fd86
 BACKBONE_SOURCES = ("package", "hub", "random")  # where a backbone's weights come from (week 0)
 WANDB_MODES = ("offline", "online", "disabled")   # Weights & Biases modes (week 1)
 
-# %% ../nbs/index.ipynb #2b429375
+# %% ../nbs/index.ipynb #f451c62d
 def home_dir() -> Path:
     "Where runs, W&B files and course outputs go: $MLOPS_BASICS_HOME, else ~/.mlops-basics (never the source tree)."
     import os
     return Path(os.environ.get("MLOPS_BASICS_HOME") or Path.home() / ".mlops-basics").expanduser()
 
-# %% ../nbs/index.ipynb #723c806a
+# %% ../nbs/index.ipynb #a01f0ea7
 def fail(prog: str, err: BaseException, code: int = 2):
     "Print `prog: error: <message>` on one line to stderr and exit with `code`: for console entry points."
     msg = " ".join(str(err).split()) or type(err).__name__
     print(f"{prog}: error: {msg}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
-# %% ../nbs/index.ipynb #87cb6242
+# %% ../nbs/index.ipynb #658db666
 def course_notebooks(nbs_dir: str | Path, only: list[str] | None = None) -> list[Path]:
     "The numbered notebooks in `nbs_dir`, in order; `only` keeps those whose names start with one of its prefixes."
     nbs = sorted(p for p in Path(nbs_dir).glob("[0-9][0-9]_*.ipynb"))
@@ -52,7 +52,7 @@ def course_notebooks(nbs_dir: str | Path, only: list[str] | None = None) -> list
                           "Fix: run from the repository root or pass --nbs <folder with the notebooks>.")
     return nbs
 
-# %% ../nbs/index.ipynb #0dab9c5c
+# %% ../nbs/index.ipynb #fbf8c5f8
 def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "python3") -> float:
     "Execute one notebook with papermill into `out_dir`; seconds taken, or a `CourseError` naming the failing cell."
     import papermill as pm
@@ -68,7 +68,7 @@ def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "pytho
                           f"-- the executed copy with the error is {out}") from None
     return time.perf_counter() - t0
 
-# %% ../nbs/index.ipynb #d78b80b5
+# %% ../nbs/index.ipynb #0d9e98f7
 def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, profile: str = "smoke",
                only: list[str] | None = None, kernel: str = "python3", log=print) -> dict[str, float]:
     "Run the course notebooks in order with papermill; seconds per notebook. Stops at the first failure."
@@ -86,7 +86,7 @@ def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, p
     log(f"all {len(nbs)} notebooks ran; executed copies in {out_dir}")
     return times
 
-# %% ../nbs/index.ipynb #0e7510c9
+# %% ../nbs/index.ipynb #8b818881
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-course`: run the course notebooks with papermill."
     import argparse

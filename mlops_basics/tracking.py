@@ -6,7 +6,7 @@
 __all__ = ['configure_wandb', 'make_logger', 'confusion', 'misclassified', 'ValidationReport', 'read_history', 'plot_history',
            'plot_confusion']
 
-# %% ../nbs/01_experiment_tracking.ipynb #662fdb54
+# %% ../nbs/01_experiment_tracking.ipynb #f6852d09
 import json
 import os
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 from .cola import LABELS
 from .core import WANDB_MODES, ConfigError
 
-# %% ../nbs/01_experiment_tracking.ipynb #3422aaa9
+# %% ../nbs/01_experiment_tracking.ipynb #4efb2be2
 def configure_wandb(directory: str | Path, mode: str = "offline") -> Path:
     "Point every wandb folder at `directory`, set the mode, keep the console quiet; returns the folder."
     if mode not in WANDB_MODES:
@@ -32,7 +32,7 @@ def configure_wandb(directory: str | Path, mode: str = "offline") -> Path:
     os.environ.setdefault("WANDB_CONSOLE", "off")
     return d
 
-# %% ../nbs/01_experiment_tracking.ipynb #184271bb
+# %% ../nbs/01_experiment_tracking.ipynb #0ec5a209
 def make_logger(logger: dict, output_dir: str | Path, run_name: str, config: dict | None = None):
     "The Lightning logger a `logger` config asks for: W&B (offline/online) or a CSV file in `output_dir`."
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -43,17 +43,19 @@ def make_logger(logger: dict, output_dir: str | Path, run_name: str, config: dic
         raise ConfigError(f"unknown logger {name!r}. Fix: logger=wandb or logger=csv.")
     mode = logger.get("mode", "offline")
     d = configure_wandb(logger.get("dir") or Path(output_dir) / "wandb", mode)
-    return WandbLogger(project=logger.get("project", "mlops-basics"), entity=logger.get("entity"), name=run_name,
-                       save_dir=str(d), offline=mode == "offline", config=config or {}, log_model=False)
+    wb = WandbLogger(project=logger.get("project", "mlops-basics"), entity=logger.get("entity"), name=run_name,
+                     save_dir=str(d), offline=mode == "offline", config=config or {}, log_model=False)
+    getattr(wb, "_wandb_init", {}).pop("anonymous", None)  # deprecated in wandb 0.31: avoids a warning per run
+    return wb
 
-# %% ../nbs/01_experiment_tracking.ipynb #b3aa419a
+# %% ../nbs/01_experiment_tracking.ipynb #0dd546fd
 def confusion(labels: Sequence[int], preds: Sequence[int], n: int = 2) -> np.ndarray:
     "Confusion matrix: rows are true labels, columns predicted labels."
     cm = np.zeros((n, n), dtype=int)
     np.add.at(cm, (np.asarray(labels, dtype=int), np.asarray(preds, dtype=int)), 1)
     return cm
 
-# %% ../nbs/01_experiment_tracking.ipynb #87f4a778
+# %% ../nbs/01_experiment_tracking.ipynb #0ff73dd7
 def misclassified(sentences: Sequence[str], idx, labels, preds, probs, names: Sequence[str] = LABELS, k: int = 50) -> list[dict]:
     "The `k` misclassified sentences the model was most confident about, as table rows."
     rows = [{"sentence": sentences[int(i)], "label": names[int(y)], "predicted": names[int(p)],
@@ -61,7 +63,7 @@ def misclassified(sentences: Sequence[str], idx, labels, preds, probs, names: Se
             for i, y, p, q in zip(idx, labels, preds, probs) if int(y) != int(p)]
     return sorted(rows, key=lambda r: -r["confidence"])[:k]
 
-# %% ../nbs/01_experiment_tracking.ipynb #d8e74ebc
+# %% ../nbs/01_experiment_tracking.ipynb #233d37b7
 class ValidationReport(L.Callback):
     "After each validation epoch: metrics history, confusion matrix and misclassified sentences (to W&B and disk)."
     def __init__(self, sentences: Sequence[str], output_dir: str | Path | None = None, max_rows: int = 50, names: Sequence[str] = LABELS):
@@ -116,7 +118,7 @@ class ValidationReport(L.Callback):
         tmp.write_text(json.dumps({"history": self.history, "misclassified": self.last_misclassified}, indent=1))
         tmp.replace(self.output_dir / "history.json")
 
-# %% ../nbs/01_experiment_tracking.ipynb #b77ca824
+# %% ../nbs/01_experiment_tracking.ipynb #d58038ec
 def read_history(output_dir: str | Path) -> dict:
     "The `history.json` a `ValidationReport` wrote in `output_dir`."
     path = Path(output_dir) / "history.json"
@@ -124,7 +126,7 @@ def read_history(output_dir: str | Path) -> dict:
         raise FileNotFoundError(f"no history.json in {output_dir}: was the run trained with a ValidationReport?")
     return json.loads(path.read_text())
 
-# %% ../nbs/01_experiment_tracking.ipynb #f353eb79
+# %% ../nbs/01_experiment_tracking.ipynb #4ec74eec
 def plot_history(history: list[dict], ax=None):
     "Learning curves: training and validation loss, validation accuracy and MCC per epoch."
     import matplotlib.pyplot as plt
@@ -140,7 +142,7 @@ def plot_history(history: list[dict], ax=None):
     ax[1].set(title="validation metrics", xlabel="epoch", ylim=(min(0, *[h.get("val/mcc", 0) for h in history]), 1)); ax[1].legend()
     return ax
 
-# %% ../nbs/01_experiment_tracking.ipynb #df6abe37
+# %% ../nbs/01_experiment_tracking.ipynb #57848734
 def plot_confusion(cm, names: Sequence[str] = LABELS, ax=None):
     "A labelled confusion-matrix heat map with counts and row percentages."
     import matplotlib.pyplot as plt

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CONF_DIR', 'PROG', 'first_of_sweeps', 'compose_config', 'check_config', 'new_run_dir', 'train', 'main']
 
-# %% ../nbs/02_configuration.ipynb #375824df
+# %% ../nbs/02_configuration.ipynb #e1fea303
 import re
 import shutil
 import sys
@@ -20,7 +20,7 @@ from .core import BACKBONE_SOURCES, WANDB_MODES, ConfigError, MlopsBasicsError, 
 
 CONF_DIR = Path(__import__("mlops_basics").__file__).parent / "conf"  # shipped inside the package
 
-# %% ../nbs/02_configuration.ipynb #8659a767
+# %% ../nbs/02_configuration.ipynb #84d5ba93
 def _explain(e: Exception) -> str:
     "One line for a Hydra composition error: what is wrong and how to fix it."
     msg = str(e)
@@ -35,7 +35,7 @@ def _explain(e: Exception) -> str:
     first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
     return f"invalid override: {first}. Fix: write overrides as KEY=VALUE or GROUP=OPTION, e.g. training.lr=5e-5 model=tiny_random."
 
-# %% ../nbs/02_configuration.ipynb #0aa6b059
+# %% ../nbs/02_configuration.ipynb #b30c364a
 def first_of_sweeps(overrides: list[str]) -> list[str]:
     "The overrides of a sweep's first job (`a=1,2` -> `a=1`), for checking a multirun before it starts."
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -46,7 +46,7 @@ def first_of_sweeps(overrides: list[str]) -> list[str]:
     return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
 
-# %% ../nbs/02_configuration.ipynb #f837b4ef
+# %% ../nbs/02_configuration.ipynb #7efc9f92
 def compose_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
     "Compose the packaged Hydra config with `overrides`; Hydra's errors become one-line `ConfigError`s."
     from hydra import compose, initialize_config_dir
@@ -58,7 +58,7 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "confi
     except Exception as e:
         raise ConfigError(_explain(e)) from None
 
-# %% ../nbs/02_configuration.ipynb #69f96f73
+# %% ../nbs/02_configuration.ipynb #05822a1c
 def _need(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
@@ -100,7 +100,7 @@ def check_config(cfg: DictConfig) -> None:
     except Exception as e:  # a missing key or a broken interpolation
         raise ConfigError(f"invalid configuration: {' '.join(str(e).split())}. Fix: compare with 'mlops-basics-train --cfg job'.") from None
 
-# %% ../nbs/02_configuration.ipynb #a4d1105a
+# %% ../nbs/02_configuration.ipynb #dcdf0b76
 def new_run_dir(cfg: DictConfig) -> Path:
     "A fresh, timestamped run folder under `paths.runs` for runs started outside the CLI."
     return Path(cfg.paths.runs).expanduser() / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.run_name}"
@@ -111,7 +111,7 @@ def _write_json(path: Path, obj) -> None:
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     tmp.replace(path)
 
-# %% ../nbs/02_configuration.ipynb #9de83eb2
+# %% ../nbs/02_configuration.ipynb #0848d593
 def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     "Train from a composed config; checkpoint, history and metrics go to `output_dir`. Returns a summary."
     import lightning as L
@@ -156,7 +156,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     _write_json(out / "metrics.json", summary)
     return summary
 
-# %% ../nbs/02_configuration.ipynb #77fa94cc
+# %% ../nbs/02_configuration.ipynb #e2446e54
 PROG = "mlops-basics-train"
 
 def _hydra_job(cfg: DictConfig) -> float:
