@@ -37,6 +37,7 @@ BAD = {
     "unknown key": (["training.lrr=1"], "unknown setting 'training.lrr'"),
     "bad value": (["training.lr=abc"], "training.lr='abc' must be a number"),
     "missing data dir": (["data.dir=/no/such/folder"], "data directory not found: /no/such/folder"),
+    "W&B online without a key": (["logger=wandb", "logger.mode=online"], "logger.mode=online needs a W&B API key"),
     "hub backbone while offline": (["model=bert_tiny"], "could not load the tokenizer of 'google/bert_uncased_L-2_H-128_A-2'"),
 }
 
@@ -44,7 +45,8 @@ BAD = {
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input_one_clear_line_nothing_left(case, cola_dir, home):
     args, expect = BAD[case]
-    r = run_cli("mlops-basics-train", *SMOKE, f"data.dir={cola_dir}", *args, home=home, timeout=120, HF_HUB_OFFLINE="1")
+    r = run_cli("mlops-basics-train", *SMOKE, f"data.dir={cola_dir}", *args, home=home, timeout=120, HF_HUB_OFFLINE="1",
+                WANDB_API_KEY="", NETRC=str(home / "no-netrc"))
     assert r.returncode != 0
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert lines and lines[-1].startswith("mlops-basics-train: error: ") and expect in lines[-1] and "Fix:" in lines[-1], r.stderr
