@@ -155,7 +155,10 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     trainer = make_trainer(c["training"], ckpt_dir=partial, logger=logger, callbacks=[report])
     t0 = time.perf_counter()
     try:
-        trainer.fit(model, dm)
+        try:
+            trainer.fit(model, dm)
+        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+            raise MlopsBasicsError("training was interrupted; no checkpoint was kept. Fix: run it again.") from None
         if trainer.interrupted:
             raise MlopsBasicsError("training was interrupted; no checkpoint was kept. Fix: run it again.")
     except BaseException:

@@ -93,3 +93,22 @@ def test_multirun_sweep_two_learning_rates(cola_dir, home, tmp_path):
 def test_multirun_bad_value_fails_before_any_job(cola_dir, home, tmp_path):
     r = run_cli("mlops-basics-train", "-m", "training.lr=1e-4,-3", "model=nope", f"data.dir={cola_dir}", home=home, timeout=60)
     assert r.returncode != 0 and "unknown model 'nope'" in r.stderr.splitlines()[-1]
+
+
+def test_ctrl_c_mid_training_one_line_nothing_left(cola_dir, home, tmp_path):
+    import os, signal, subprocess, time
+    from conftest import BIN
+    log = tmp_path / "out.log"
+    env = {**os.environ, "MLOPS_BASICS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as f:
+        p = subprocess.Popen([str(BIN / "mlops-basics-train"), *SMOKE, "logger=csv", f"data.dir={cola_dir}", "training.max_epochs=500",
+                              "training.limit_train_batches=1.0"], stdout=f, stderr=subprocess.STDOUT, env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 120
+        while "epoch 1.00" not in log.read_text() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.5)  # wait until training is really under way (one validation done)
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=120)
+    lines = [l for l in log.read_text().splitlines() if l.strip()]
+    assert rc != 0 and lines[-1].startswith("mlops-basics-train: error: training was interrupted"), lines[-3:]
+    assert artifacts(home) == [] and not any((home / "runs").glob("*"))

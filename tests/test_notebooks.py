@@ -1,0 +1,36 @@
+"""The course notebooks follow the conventions the runner and the package rely on."""
+import re
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+
+NBS = sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_one_notebook_per_week_in_order():
+    weeks = [int(p.name[:2]) for p in NBS]
+    assert weeks == list(range(len(weeks))) and len(weeks) >= 3
+
+
+@pytest.mark.parametrize("path", NBS, ids=lambda p: p.name)
+def test_parameters_cell_and_module(path):
+    nb = nbformat.read(path, as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one papermill parameters cell"
+    for name in ("profile", "output_dir", "data_dir", "model_name"):
+        assert re.search(rf"^{name} = ", params[0].source, re.M), name
+    assert any(c.source.startswith("#| default_exp ") for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Week ")
+
+
+@pytest.mark.parametrize("path", [*NBS, ROOT / "nbs" / "index.ipynb"], ids=lambda p: p.name)
+def test_committed_outputs_are_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            assert o.output_type != "error", f"{path.name}: a committed output is an error"
+            text = o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+            assert not re.search(r"/(root|home|tmp|work)/", text), f"{path.name}: machine path in output: {text[:120]}"
+            assert "Traceback" not in text and "\r" not in text, f"{path.name}: traceback or progress bar in output"
