@@ -87,13 +87,12 @@ def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 
 def optimize_onnx(path: str | Path, num_heads: int, hidden_size: int) -> dict:
     "Fuse transformer subgraphs (LayerNorm + residual, bias + GELU, …) into ONNX Runtime's CPU kernels, in place."
     from onnxruntime.transformers.optimizer import optimize_model
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.WARNING)
+    logging.disable(logging.WARNING)  # the optimizer logs its statistics at INFO
     try:
         m = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
         m.save_model_to_file(str(path))
     finally:
-        logging.getLogger().setLevel(quiet)
+        logging.disable(logging.NOTSET)
     return {k: v for k, v in m.get_fused_operator_statistics().items() if v}
 
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
@@ -364,7 +363,8 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, data_dir: str | P
         verify_bundle(tmp)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        _step(f"4/4 bundle {manifest['version']} written to {out}", t)
+        mb = sum(f["bytes"] for f in files.values()) / 1e6
+        _step(f"4/4 bundle {manifest['version']} verified and written ({len(files) + 1} files, {mb:.0f} MB)", t)
         log.info("done in %.1f s", time.perf_counter() - t0)
         return manifest
     except BaseException:
