@@ -50,3 +50,23 @@ def run_cli(prog: str, *args: str, home: Path, timeout: int = 300, **env) -> sub
     "Run one of the package's console scripts in a fresh process, offline, writing under `home`."
     e = {**os.environ, "MLOPS_BASICS_HOME": str(home), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run([str(BIN / prog), *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict:
+    "A tiny_random smoke checkpoint trained on a synthetic CoLA folder (seconds)."
+    from mlops_basics.train import compose_config, train
+    tmp = tmp_path_factory.mktemp("trained")
+    data = write_cola(tmp / "cola", n_train=64, n_val=48)
+    cfg = compose_config(["model=tiny_random", "training=smoke", "logger=csv", f"data.dir={data}", f"paths.home={tmp / 'home'}"])
+    s = train(cfg, tmp / "run")
+    return {"checkpoint": s["checkpoint"], "data": data, "tmp": tmp}
+
+
+@pytest.fixture(scope="session")
+def bundle(trained) -> Path:
+    "A model bundle exported from the `trained` checkpoint."
+    from mlops_basics.predict import export_bundle
+    out = trained["tmp"] / "bundle"
+    export_bundle(trained["checkpoint"], out, data_dir=trained["data"])
+    return out

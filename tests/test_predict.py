@@ -11,25 +11,6 @@ import pytest
 from conftest import ROOT, run_cli, write_cola
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> dict:
-    "A tiny_random smoke checkpoint trained on a synthetic CoLA folder (seconds)."
-    from mlops_basics.train import compose_config, train
-    tmp = tmp_path_factory.mktemp("trained")
-    data = write_cola(tmp / "cola", n_train=64, n_val=48)
-    cfg = compose_config(["model=tiny_random", "training=smoke", "logger=csv", f"data.dir={data}", f"paths.home={tmp / 'home'}"])
-    s = train(cfg, tmp / "run")
-    return {"checkpoint": s["checkpoint"], "data": data, "tmp": tmp}
-
-
-@pytest.fixture(scope="session")
-def bundle(trained) -> Path:
-    from mlops_basics.predict import export_bundle
-    out = trained["tmp"] / "bundle"
-    export_bundle(trained["checkpoint"], out, data_dir=trained["data"])
-    return out
-
-
 @pytest.fixture
 def copy_of(bundle, tmp_path):
     def make() -> Path:

@@ -1,0 +1,170 @@
+"""Benchmark: HTTP serving, side by side in one run on loopback, same bundle, same uvicorn settings, same load.
+
+  2021 way: FastAPI, GET /predict?text=, one sentence per request, ONNX Runtime fp32, padded to 128,
+            inference inside the async handler (it blocks the event loop)
+  ours:     mlops-basics-serve (micro-batching in a worker thread, int8, padding per batch), same GET endpoint
+
+Each server runs alone (one after the other) as a uvicorn process with one worker and no access log;
+the load is --requests requests at --concurrency from an async httpx client (after a warm-up), cycling
+through CoLA validation sentences. Prints JSON: req/s, p50, p99, errors, the ratio; the installed size
+of the serve extra (a fresh venv) and, with --image, the image size.
+Target (issue 4): >= 5x the throughput at equal or better p99, zero errors.
+
+    python bench/serving.py --bundle artifacts/bundle [--requests 2000] [--concurrency 32] [--image TAG]
+"""
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def app_2021(bundle: str):
+    "The 2021 course's service: ORT fp32, padded to 128, one sentence, inference in the async handler."
+    import onnxruntime as ort
+    from fastapi import FastAPI
+    from tokenizers import Tokenizer
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    tok = Tokenizer.from_file(str(Path(bundle) / "tokenizer.json"))
+    tok.enable_truncation(128)
+    tok.enable_padding(length=128, pad_id=m["pad_id"])
+    sess = ort.InferenceSession(str(Path(bundle) / "model.onnx"), providers=["CPUExecutionProvider"])
+    app = FastAPI()
+
+    @app.get("/predict")
+    async def predict(text: str):
+        enc = tok.encode(text)
+        logits = sess.run(None, {"input_ids": np.array([enc.ids], dtype=np.int64),
+                                 "attention_mask": np.array([enc.attention_mask], dtype=np.int64)})[0][0]
+        p = np.exp(logits - logits.max()); p /= p.sum()
+        return [{"label": m["labels"][i], "score": float(p[i])} for i in range(len(p))]
+
+    @app.get("/ready")
+    async def ready():
+        return {"status": "ready"}
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind: str, bundle: str, port: int, precision: str) -> subprocess.Popen:
+    "One server process: the 2021 app or ours, uvicorn, one worker, no access log."
+    if kind == "2021":
+        cmd = [sys.executable, __file__, "--serve-2021", bundle, "--port", str(port)]
+    else:
+        cmd = [str(Path(sys.executable).parent / "mlops-basics-serve"), "--bundle", bundle, "--port", str(port),
+               "--precision", precision]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return p
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    p.kill()
+    raise SystemExit(f"bench/serving.py: error: the {kind} server did not start")
+
+
+async def load(url: str, sentences: list[str], n: int, conc: int) -> dict:
+    "n GET /predict requests at concurrency conc; latency of each, errors, wall time."
+    import httpx
+    sem, lat, errors = asyncio.Semaphore(conc), [], 0
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=conc)) as c:
+        async def one(i: int):
+            nonlocal errors
+            async with sem:
+                t0 = time.perf_counter()
+                try:
+                    r = await c.get("/predict", params={"text": sentences[i % len(sentences)]})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+        await asyncio.gather(*(one(i) for i in range(min(100, n))))  # warm-up
+        lat.clear()
+        errors = 0
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    return {"requests": n, "concurrency": conc, "req_per_s": round(n / wall, 1),
+            "p50_ms": round(1000 * statistics.median(lat), 2), "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2),
+            "errors": errors, "wall_s": round(wall, 2)}
+
+
+def serve_extra_size() -> dict:
+    "Install the serve extra into a fresh venv; its site-packages size and whether torch came along."
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([sys.executable, "-m", "venv", d], check=True)
+        r = subprocess.run([f"{d}/bin/pip", "install", "-q", f"{root}[serve]"], capture_output=True, text=True)
+        if r.returncode:
+            return {"error": r.stderr[-300:]}
+        site = next(Path(d).glob("lib/python*/site-packages"))
+        size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+        return {"site_packages_mb": round(size / 1e6, 1), "torch_installed": (site / "torch").exists()}
+
+
+def main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="bench/serving.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", default=os.environ.get("MLOPS_BASICS_BUNDLE", "artifacts/bundle"))
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--precision", default="int8", choices=["int8", "fp32"])
+    p.add_argument("--image", help="an image tag whose size to report (podman)")
+    p.add_argument("--no-size", action="store_true", help="skip the fresh-venv size of the serve extra")
+    p.add_argument("--data-dir")
+    a = p.parse_args(argv)
+    from mlops_basics.predict import verify_bundle
+    verify_bundle(a.bundle)
+    try:
+        from mlops_basics.predict import validation_set
+        sentences = validation_set(a.data_dir)[0]
+    except Exception:
+        sentences = ["The book was written by John.", "Who do you think that left?", "Mary thinks that John left."]
+    res = {"benchmark": "serving", "cpus": os.cpu_count(), "python": platform.python_version(),
+           "bundle_version": json.loads((Path(a.bundle) / "manifest.json").read_text())["version"],
+           "load": {"requests": a.requests, "concurrency": a.concurrency, "endpoint": "GET /predict?text=",
+                    "sentences": len(sentences)}}
+    for kind in ("2021", "ours"):
+        port = free_port()
+        proc = start(kind, a.bundle, port, a.precision)
+        try:
+            res[kind] = asyncio.run(load(f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    o, b = res["ours"], res["2021"]
+    res["ours"]["precision"], res["2021"]["precision"] = a.precision, "fp32 padded to 128"
+    res["throughput_ratio"] = round(o["req_per_s"] / b["req_per_s"], 2)
+    res["p99_ratio_2021_over_ours"] = round(b["p99_ms"] / o["p99_ms"], 2)
+    res["target"] = {"throughput_ratio_min": 5, "p99": "equal or better", "errors": 0}
+    res["meets_target"] = res["throughput_ratio"] >= 5 and o["p99_ms"] <= b["p99_ms"] and o["errors"] == 0
+    if not a.no_size:
+        res["serve_extra_install"] = serve_extra_size()
+    if a.image:
+        r = subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", a.image], capture_output=True, text=True)
+        res["image_mb"] = round(int(r.stdout.strip()) / 1e6, 1) if r.returncode == 0 else r.stderr.strip()[-200:]
+    return res
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-2021"]:
+        import uvicorn
+        uvicorn.run(app_2021(sys.argv[2]), host="127.0.0.1", port=int(sys.argv[4]), log_level="warning", access_log=False)
+    else:
+        print(json.dumps(main(sys.argv[1:]), indent=1))
