@@ -7,7 +7,7 @@ __all__ = ['log', 'BUNDLE_FORMAT', 'MODEL_FILES', 'BUNDLE_FILES', 'MANIFEST', 'P
            'BundleError', 'InputError', 'load_checkpoint', 'export_onnx', 'optimize_onnx', 'quantize_int8',
            'save_tokenizer', 'check_sentences', 'sha256_file', 'read_manifest', 'verify_bundle', 'Predictor',
            'torch_logits', 'parity', 'check_parity', 'classification_metrics', 'git_commit', 'validation_set',
-           'export_bundle', 'evaluate_bundle', 'read_sentences', 'main']
+           'portable_config', 'export_bundle', 'evaluate_bundle', 'read_sentences', 'main']
 
 # %% ../nbs/04_onnx.ipynb #065ebf10
 import argparse
@@ -311,6 +311,16 @@ def _run_info(checkpoint: Path) -> tuple[dict, dict]:
     summary = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     return cfg or {}, summary.get("metrics", {})
 
+def portable_config(cfg):
+    "A training config without machine-specific paths: `paths` dropped, other absolute paths cut to their last part."
+    if isinstance(cfg, dict):
+        return {k: portable_config(v) for k, v in cfg.items() if k != "paths"}
+    if isinstance(cfg, list):
+        return [portable_config(v) for v in cfg]
+    if isinstance(cfg, str) and (cfg.startswith("/") or cfg.startswith("~")):
+        return "…/" + Path(cfg).name
+    return cfg
+
 def _step(msg: str, t0: float) -> float:
     log.info("%s (%.1f s)", msg, time.perf_counter() - t0)
     return time.perf_counter()
@@ -345,7 +355,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, data_dir: str | P
         manifest = {"format": BUNDLE_FORMAT, "version": files[MODEL_FILES["fp32"]]["sha256"][:12],
                     "labels": list(hp["labels"]), "max_length": max_length, "pad_id": int(hf_tok.pad_token_id or 0),
                     "backbone": hp["backbone"], "pooling": hp["pooling"], "files": files,
-                    "metrics": {"train": train_metrics}, "config": cfg,
+                    "metrics": {"train": train_metrics}, "config": portable_config(cfg),
                     "checkpoint_sha256": sha256_file(checkpoint), "git_commit": git_commit(),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "exporter": exporter}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

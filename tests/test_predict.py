@@ -43,6 +43,9 @@ def test_bundle_has_the_contract_files_and_a_complete_manifest(bundle, trained):
     assert m["parity"]["fp32"]["argmax_agreement"] == 1.0
     assert {"pytorch", "onnx_fp32", "onnx_int8"} <= set(m["metrics"]) and m["created"].endswith("Z")
     assert (bundle / "model.int8.onnx").stat().st_size < 0.6 * (bundle / "model.onnx").stat().st_size
+    # no machine paths travel with the bundle (it goes into images and remotes)
+    text = (bundle / "manifest.json").read_text()
+    assert "paths" not in m["config"] and str(trained["tmp"]) not in text and '"/' not in text
 
 
 def test_onnx_model_has_dynamic_batch_and_sequence_axes_and_no_external_data(bundle):
