@@ -70,3 +70,18 @@ def bundle(trained) -> Path:
     out = trained["tmp"] / "bundle"
     export_bundle(trained["checkpoint"], out, data_dir=trained["data"])
     return out
+
+
+@pytest.fixture(scope="session")
+def minilm_bundle(tmp_path_factory) -> Path:
+    "A bundle of the real MiniLM backbone after a smoke fine-tune on real CoLA (real activation ranges; ~1 minute)."
+    from mlops_basics.predict import export_bundle
+    from mlops_basics.train import compose_config, train
+    data = real_cola_dir()
+    if data is None:
+        pytest.skip("needs the CoLA folder (MLOPS_BASICS_DATA_DIR or ../shared/data/cola)")
+    tmp = tmp_path_factory.mktemp("minilm")
+    cfg = compose_config(["model=minilm", "training=smoke", "logger=csv", f"data.dir={data}", f"paths.home={tmp / 'home'}"])
+    ckpt = train(cfg, tmp / "run")["checkpoint"]
+    export_bundle(ckpt, tmp / "bundle", data_dir=data)
+    return tmp / "bundle"

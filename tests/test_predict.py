@@ -69,7 +69,7 @@ def test_predictions_match_pytorch_and_keep_input_order(bundle, trained):
     assert all(0.5 <= r["score"] <= 1 and r["truncated"] is False for r in res)
     assert res == [p.predict([s])[0] for s in sents]  # batching changes nothing
     assert p.version == json.loads((bundle / "manifest.json").read_text())["version"]
-    assert Predictor(bundle).precision == "int8"
+    assert Predictor(bundle).precision == "fp32"  # the exact model is the default; int8 is the fast option
 
 
 def test_long_text_is_truncated_to_max_length_and_flagged(bundle):
@@ -112,7 +112,7 @@ def test_tampered_or_incomplete_bundle_is_refused(copy_of, damage, msg):
     with pytest.raises(BundleError, match=msg):
         verify_bundle(d)
     with pytest.raises(BundleError, match=msg):
-        Predictor(d)
+        Predictor(d, "int8")
 
 
 def test_fp32_file_changed_is_caught_by_verify_even_when_only_int8_is_loaded(copy_of):
@@ -197,3 +197,43 @@ def test_cli_errors_are_one_line_without_traceback(bundle, tmp_path, home, args,
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("mlops-basics-bundle: error: ") and msg in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_every_precision_gives_each_sentence_the_same_answer_in_any_batch(minilm_bundle, precision):
+    "The whole validation set: alone vs length-sorted chunks, shuffled batch-mates, and padded to the longest sentence."
+    from conftest import real_cola_dir
+    from mlops_basics.predict import Predictor, batch_invariance, validation_set
+    sentences, _ = validation_set(real_cola_dir())
+    b = batch_invariance(Predictor(minilm_bundle, precision), sentences)
+    assert b["n"] == len(sentences) == 1043
+    assert b["max_score_diff"] <= 1e-4 and b["label_changes"] == 0, b
+    m = json.loads((minilm_bundle / "manifest.json").read_text())
+    assert m["parity"][precision]["batch_invariance"]["max_score_diff"] <= 1e-4  # the export checked it too
+
+
+def test_dynamic_int8_depends_on_the_batch_and_the_export_refuses_it(minilm_bundle, tmp_path):
+    "The control: ONNX Runtime's dynamic quantization moves scores with the batch, and the check catches it."
+    import logging
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from mlops_basics.predict import BundleError, Predictor, batch_invariance, check_batch_invariance, validation_set
+    from conftest import real_cola_dir
+    d = tmp_path / "dynamic"
+    shutil.copytree(minilm_bundle, d)
+    logging.getLogger().setLevel(logging.ERROR)
+    quantize_dynamic(str(d / "model.onnx"), str(d / "model.int8.onnx"), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": 1})
+    sentences, _ = validation_set(real_cola_dir(), 300)
+    b = batch_invariance(Predictor(d, "int8", verify=False), sentences)
+    assert b["max_score_diff"] > 1e-3, b
+    with pytest.raises(BundleError, match="depend on the batch"):
+        check_batch_invariance(b, "int8")
+
+
+def test_int8_uses_fixed_activation_scales_and_fused_integer_kernels(bundle):
+    import onnx
+    ops = [n.op_type for n in onnx.load(str(bundle / "model.int8.onnx")).graph.node]
+    assert "DynamicQuantizeLinear" not in ops and "DynamicQuantizeMatMul" not in ops
+    assert "QuantizeLinear" in ops and "MatMulIntegerToFloat" in ops and "MatMulInteger" not in ops
+    q = json.loads((bundle / "manifest.json").read_text())["quantization"]
+    assert q["calibration_sentences"] == 64 and q["fused_matmuls"] == ops.count("MatMulIntegerToFloat")

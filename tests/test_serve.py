@@ -59,12 +59,16 @@ def server(bundle, tmp_path_factory):
     s.stop()
 
 
+def alone(bundle, precision: str = "fp32"):
+    "Predictions of the same bundle, one sentence at a time, without the service (both precisions ignore the batch)."
+    from mlops_basics.predict import Predictor
+    p = Predictor(bundle, precision)
+    return lambda s: p.predict([s])[0]
+
+
 @pytest.fixture(scope="module")
 def reference(bundle):
-    "Predictions of the same bundle, one sentence at a time, without the service (fp32: batch-independent)."
-    from mlops_basics.predict import Predictor
-    p = Predictor(bundle, "fp32")
-    return lambda s: p.predict([s])[0]
+    return alone(bundle, "fp32")
 
 
 def test_serving_path_imports_no_training_stack():
@@ -111,20 +115,34 @@ def test_post_and_get_predict_answer_each_sentence_with_the_model_version(server
     ({"json": {"sentences": ["s"] * 17}}, 422, "List should have at most 16 items"),
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "JSON decode error"),
     ({"content": b'{"sentences": ["' + b"x" * 70000 + b'"]}', "headers": {"content-type": "application/json"}}, 413, "over 65536 bytes"),
+    # text the tokenizer cannot take: valid JSON, not valid Unicode, or nothing left after normalization
+    ({"content": b'{"sentences": ["\\udcff test"]}', "headers": {"content-type": "application/json"}}, 422, "unpaired surrogate"),
+    ({"content": b'{"sentences": ["ok", "x \\ud800"]}', "headers": {"content-type": "application/json"}}, 422, "sentence 1 has an unpaired"),
+    ({"json": {"sentences": ["\u0000\u0001"]}}, 422, "no characters the model can read"),
+    ({"json": {"sentences": ["\u200b\ufeff"]}}, 422, "no characters the model can read"),
+    # bodies the JSON parser gives up on
+    ({"content": b'{"sentences": ["\xff\xfe bad"]}', "headers": {"content-type": "application/json"}}, 400, "not JSON"),
+    ({"content": b'{"sentences": ' + b"[" * 30000 + b"]" * 30000 + b"}", "headers": {"content-type": "application/json"}}, 400, "not JSON"),
+    ({"content": b'{"sentences": ["a"], "n": ' + b"1" * 5000 + b"}", "headers": {"content-type": "application/json"}}, 400, "not JSON"),
 ])
 def test_bad_requests_get_clear_4xx_without_stack_traces(server, kwargs, status, msg):
     r = httpx.post(server.url + "/predict", **kwargs)
     assert r.status_code == status, r.text
     body = r.json()
     assert msg in body["error"] and body["request_id"] and "Traceback" not in r.text
-    assert "fix" in body or status == 413
+    assert body["fix"] and r.headers["x-request-id"] == body["request_id"]
 
 
 def test_get_predict_validation(server):
     assert httpx.get(server.url + "/predict").status_code == 422
     r = httpx.get(server.url + "/predict", params={"text": "  "})
     assert r.status_code == 422 and "empty" in r.json()["error"]
-    assert httpx.get(server.url + "/nowhere").status_code == 404
+    r = httpx.get(server.url + "/nowhere")
+    assert r.status_code == 404 and "/predict" in r.json()["fix"]
+    r = httpx.delete(server.url + "/predict")
+    assert r.status_code == 405 and r.json()["fix"]
+    r = httpx.get(server.url + "/predict", params={"text": "\u0000"})
+    assert r.status_code == 422 and "no characters" in r.json()["error"]
 
 
 def test_one_json_log_line_per_prediction(server):
@@ -154,10 +172,20 @@ async def _load(url: str, n: int, conc: int, sentences: list[str]) -> list[tuple
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def test_bounded_load_no_errors_no_lost_or_mixed_up_answers(server, reference):
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_bounded_load_no_errors_no_lost_or_mixed_up_answers(server, bundle, tmp_path, precision):
+    "Every answer is checked against its own sentence predicted alone: batching mixes nothing up and changes no score."
     sentences = [" ".join(["word"] * k) + " ends here." for k in range(1, 60)]  # every length differs
+    reference = alone(bundle, precision)
     expected = {s: reference(s) for s in sentences}
-    results = asyncio.run(_load(server.url, n=600, conc=32, sentences=sentences))
+    if precision != "fp32":
+        server = Server(bundle, tmp_path, precision=precision, max_sentences=16)
+    try:
+        results = asyncio.run(_load(server.url, n=600, conc=32, sentences=sentences))
+        m = httpx.get(server.url + "/metrics").text
+    finally:
+        if precision != "fp32":
+            server.stop()
     assert len(results) == 600
     assert [code for _, code, _ in results if code != 200] == []
     for sents, _, body in results:
@@ -165,7 +193,6 @@ def test_bounded_load_no_errors_no_lost_or_mixed_up_answers(server, reference):
         for s, p in zip(sents, body["predictions"]):
             e = expected[s]
             assert p["tokens"] == e["tokens"] and p["label"] == e["label"] and abs(p["score"] - e["score"]) < 2e-4
-    m = httpx.get(server.url + "/metrics").text
     calls = float(next(l.split()[-1] for l in m.splitlines() if l.startswith("mlops_batch_size_sentences_count")))
     total = float(next(l.split()[-1] for l in m.splitlines() if l.startswith("mlops_batch_size_sentences_sum")))
     assert total / calls > 1.5  # concurrent requests really were batched together
@@ -229,3 +256,62 @@ def test_openapi_schema_fuzzing_finds_no_server_errors(server, tmp_path):
     assert "Tested: 5" in r.stdout  # POST /predict, GET /predict, /health, /ready, /metrics
     n = re.search(r"(\d+) generated, (\d+) passed", r.stdout)
     assert n and int(n.group(1)) >= 50 and n.group(1) == n.group(2), r.stdout[-1500:]
+
+
+def _rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def _chunked_upload(port: int, mb: int) -> bytes:
+    "POST /predict with a chunked body of `mb` MB (sent until the server stops reading); the response bytes."
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % (1 << 20) + b"a" * (1 << 20) + b"\r\n"
+    try:
+        for _ in range(mb):
+            s.sendall(chunk)
+        s.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # the server answered and closed the connection: what we want
+    try:
+        return s.recv(4096)
+    except OSError:
+        return b""
+    finally:
+        s.close()
+
+
+def test_chunked_uploads_are_cut_at_the_limit_and_memory_stays_bounded(server):
+    base = _rss_mb(server.proc.pid)
+    answer = _chunked_upload(server.port, 160)  # 160 MB, no Content-Length
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert "over 65536 bytes" in body["error"] and body["fix"]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as ex:  # eight at once
+        answers = list(ex.map(lambda _: _chunked_upload(server.port, 40), range(8)))
+    assert all(a.startswith(b"HTTP/1.1 413") for a in answers), [a[:40] for a in answers]
+    assert _rss_mb(server.proc.pid) - base < 40  # the bodies were never held in memory
+    assert httpx.post(server.url + "/predict", json={"sentences": ["Still here."]}).status_code == 200
+
+
+def test_slow_bodies_get_408_and_too_many_requests_in_flight_get_503(bundle, tmp_path):
+    s = Server(bundle, tmp_path, body_timeout_s=1, max_in_flight=2)
+    try:
+        slow = []
+        for _ in range(2):  # two clients that send half a body and stall: they hold both slots
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"sent")
+            slow.append(c)
+        time.sleep(0.3)
+        r = httpx.post(s.url + "/predict", json={"sentences": ["A third request."]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "in flight" in r.json()["error"], r.text
+        for c in slow:
+            answer = c.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answer, answer[:300]
+            c.close()
+        assert httpx.post(s.url + "/predict", json={"sentences": ["Slots are free again."]}).status_code == 200
+        m = httpx.get(s.url + "/metrics").text
+        assert 'mlops_errors_total{kind="body_timeout"} 2.0' in m and 'mlops_errors_total{kind="busy"} 1.0' in m
+    finally:
+        s.stop()
