@@ -7,7 +7,7 @@
 
 Each is started --runs times as a new process, alternating; the JSON has the median wall time
 (process start to exit, measured by the parent) and the child's own split: imports, load, first prediction.
-Target (issue 3): ours <= 1 s and >= 5x faster than the 2021-style predictor.
+Target: ours <= 1 s and >= 5x faster than the 2021-style predictor.
 
     python bench/coldstart.py --bundle DIR [--runs 7]
 """

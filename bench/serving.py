@@ -8,7 +8,7 @@ Each server runs alone (one after the other) as a uvicorn process with one worke
 the load is --requests requests at --concurrency from an async aiohttp client (after a warm-up), cycling
 through CoLA validation sentences. Prints JSON: req/s, p50, p99, errors, the ratio; the installed size
 of the serve extra (a fresh venv) and, with --image, the image size.
-Target (issue 4): >= 5x the throughput at equal or better p99, zero errors.
+Target: >= 5x the throughput at equal or better p99, zero errors.
 
     python bench/serving.py --bundle artifacts/bundle [--requests 2000] [--concurrency 32] [--image TAG]
 """

@@ -1,10 +1,10 @@
 """Benchmark: train the `full` profile with the offline MiniLM backbone and report CoLA validation quality.
 
 Prints one JSON object: validation accuracy and MCC of the best checkpoint, training seconds, the
-majority-class baseline and the per-validation curve. Target (issue 2): MCC >= 0.30 in <= 10 minutes
+majority-class baseline and the per-validation curve. Target: MCC >= 0.30 in <= 10 minutes
 of training on 2 CPU cores.
 
-With --baseline it first trains, in the same run, the plain recipe DESIGN.md measured (same backbone:
+With --baseline it first trains, in the same run, the plain recipe of the 2021 course (same backbone:
 [CLS] pooling, one learning rate of 5e-5, 3 epochs, random batches, every weight trained, validation
 once per epoch) and reports both side by side. (BERT-Tiny, the 2021 course's model, needs the hub;
 its published CoLA MCC is 0.0.)
