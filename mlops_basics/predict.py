@@ -95,9 +95,10 @@ def optimize_onnx(path: str | Path, num_heads: int, hidden_size: int) -> dict:
     try:
         m = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
         m.save_model_to_file(str(path))
+        stats = m.get_fused_operator_statistics()  # also logs them at INFO
     finally:
         logging.disable(logging.NOTSET)
-    return {k: v for k, v in m.get_fused_operator_statistics().items() if v}
+    return {k: v for k, v in stats.items() if v}
 
 
 # %% ../nbs/04_onnx.ipynb #303746b1
