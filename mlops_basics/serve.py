@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bundle", help="model bundle folder")
     p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 in a container; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--precision", choices=PRECISIONS, help=f"model to use (default {DEFAULT_PRECISION}; int8 is faster, see week 4)")
     p.add_argument("--max-batch", type=int, help="most sentences per model call (default 64)")
     p.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch (default 2)")
     p.add_argument("--queue-size", type=int, help="waiting requests before 503 (default 256)")
