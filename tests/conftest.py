@@ -1,14 +1,52 @@
 """Shared fixtures: a small synthetic CoLA folder, the real one when present, and a CLI runner."""
 import os
 import random
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+MARKERS = {  # run a fast subset with, e.g., pytest -m "not containers and not dvc and not slow"
+    "containers": "builds and runs images with podman (installed when missing): minutes",
+    "dvc": "real git + DVC repositories, pipelines and remotes: minutes",
+    "slow": "fine-tunes the real MiniLM backbone or runs notebooks: a minute or more",
+}
+
+
+def pytest_configure(config):
+    for name, what in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that nothing listens on now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60, proc: subprocess.Popen | None = None, log: Path | None = None) -> dict:
+    "Poll `url`/ready until it answers 200 (its JSON); fail early, with the log, if `proc` exits."
+    import httpx
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        try:
+            r = httpx.get(url + "/ready", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{url}: the server exited ({proc.returncode}): " + (log.read_text()[-3000:] if log else ""))
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never became ready" + (": " + log.read_text()[-3000:] if log else ""))
 
 
 def real_cola_dir() -> Path | None:

@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BIN, ROOT
-from test_serve import free_port
+from conftest import BIN, ROOT, free_port, wait_ready
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.containers]
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +43,6 @@ def image(engine, bundle) -> str:
     assert r.returncode == 0, r.stderr[-3000:]
     yield tag
     podman("rmi", "-f", tag, env=engine, check=False)
-
-
-def wait_ready(url: str, timeout: float = 60) -> dict:
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        try:
-            r = httpx.get(url + "/ready", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} never became ready")
 
 
 def test_dockerfile_passes_hadolint():

@@ -199,6 +199,7 @@ def test_cli_errors_are_one_line_without_traceback(bundle, tmp_path, home, args,
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_every_precision_gives_each_sentence_the_same_answer_in_any_batch(minilm_bundle, precision):
     "The whole validation set: alone vs length-sorted chunks, shuffled batch-mates, and padded to the longest sentence."
@@ -212,6 +213,7 @@ def test_every_precision_gives_each_sentence_the_same_answer_in_any_batch(minilm
     assert m["parity"][precision]["batch_invariance"]["max_score_diff"] <= 1e-4  # the export checked it too
 
 
+@pytest.mark.slow
 def test_dynamic_int8_depends_on_the_batch_and_the_export_refuses_it(minilm_bundle, tmp_path):
     "The control: ONNX Runtime's dynamic quantization moves scores with the batch, and the check catches it."
     import logging

@@ -14,15 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BIN, run_cli
+from conftest import BIN, free_port, run_cli, wait_ready
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -33,15 +27,7 @@ class Server:
         self.proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(self.port)],
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
-            try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.05)
-        raise AssertionError("server not ready: " + self.log.read_text())
+        wait_ready(self.url, 30, self.proc, self.log)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, run_cli, write_cola
+from conftest import BIN, ROOT, free_port, run_cli, write_cola
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.dvc]
 
 
 def sh(*args, cwd, check=True, **env) -> subprocess.CompletedProcess:
@@ -92,16 +92,10 @@ def test_changed_hydra_parameter_reruns_train_but_not_data(clone, tmp_path):
     assert "Running stage 'train'" in log and "Running stage 'data'" not in log
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def moto_server():
     "moto's S3 server as a real separate process on loopback."
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
