@@ -154,6 +154,8 @@ def fix_activation_scales(model, ranges: dict) -> int:
     model.graph.node.extend(nodes)
     return sum(n.op_type == "QuantizeLinear" for n in nodes)
 
+
+# %% ../nbs/04_onnx.ipynb #c663381d
 def fuse_integer_matmuls(model) -> int:
     "Fuse `MatMulInteger` -> `Cast` -> `Mul(scale)` into ONNX Runtime's `MatMulIntegerToFloat` kernel."
     from onnx import helper
