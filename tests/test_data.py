@@ -2,7 +2,8 @@
 import pytest
 
 from conftest import real_cola_dir, write_cola
-from mlops_basics.cola import ColaDataModule, load_cola, load_tokenizer, read_cola_tsv
+from mlops_basics.cola import ColaDataModule, load_tokenizer
+from mlops_basics.core import load_cola, read_cola_tsv
 from mlops_basics.core import DataError
 
 

@@ -1,4 +1,4 @@
-"""The package as pip builds it: configs ship inside the wheel, and the serve extra has no torch."""
+"""The package as pip builds it (configs in the wheel, a torch-free serve extra) and the rules every module keeps."""
 import shutil
 import subprocess
 import sys
@@ -36,3 +36,32 @@ def test_wheel_ships_configs_and_a_torch_free_serve_extra(tmp_path):
     assert not [r for r in serve + core if r.split(">")[0].split("=")[0].split("<")[0].strip() in heavy]
     entry = whl.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "mlops-basics-train = mlops_basics.train:main" in entry and "mlops-basics-course = mlops_basics.core:main" in entry
+
+
+def _raised_errors():
+    "Every `raise SomeError(...)` call in the package: (module, line, call)."
+    import ast
+    for p in sorted((ROOT / "mlops_basics").glob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                name = getattr(node.exc.func, "id", getattr(node.exc.func, "attr", ""))
+                if name.endswith("Error") or name == "Overloaded":
+                    yield p.name, node.lineno, node.exc
+
+
+def test_every_error_the_package_raises_carries_its_fix_as_data():
+    import ast
+    calls = list(_raised_errors())
+    assert len(calls) > 50  # the walk really found the package's raise sites
+    no_fix = [f"{m}:{n}" for m, n, c in calls if "fix" not in {k.arg for k in c.keywords}
+              and getattr(c.func, "id", "") != "BodyRejected"]  # BodyRejected(status, kind, problem, fix)
+    assert no_fix == [], f"raise sites without fix=...: {no_fix}"
+    inline = [f"{m}:{n}" for m, n, c in calls if c.args and "Fix:" in ast.unparse(c.args[0])]
+    assert inline == [], f"fix written into the problem text: {inline}"
+
+
+def test_an_error_is_one_line_with_problem_and_fix_apart():
+    from mlops_basics.core import DataError
+    e = DataError("train.tsv:3: the sentence\n is empty", fix="add it or delete line 3.")
+    assert (e.problem, e.fix) == ("train.tsv:3: the sentence is empty", "add it or delete line 3.")
+    assert str(e) == "train.tsv:3: the sentence is empty. Fix: add it or delete line 3."

@@ -27,6 +27,34 @@ def test_importing_the_predictor_does_not_import_the_training_stack():
     assert r.stdout.strip() == "[]"
 
 
+HEAVY = ("torch", "lightning", "transformers", "datasets")
+
+
+def _heavy_modules_after(mod: str, argv: list[str], **env) -> list[str]:
+    "Run `mod.main(argv)` in a fresh Python; the heavy modules it imported."
+    code = ("import sys, json\n"
+            f"from {mod} import main\n"
+            "try:\n"
+            f"    main({argv!r})\n"
+            "except SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **env}, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_reading_cola_and_scoring_a_bundle_import_no_training_stack(bundle, trained, tmp_path):
+    # the DVC data stage: read and check CoLA, copy it
+    assert _heavy_modules_after("mlops_basics.versioning", ["fetch-data", str(tmp_path / "cola"), "--data-dir", str(trained["data"])]) == []
+    assert sorted(p.name for p in (tmp_path / "cola").iterdir()) == ["train.tsv", "validation.tsv"]
+    # the DVC evaluate stage: score both precisions on the validation set
+    assert _heavy_modules_after("mlops_basics.predict", ["evaluate", str(bundle), "--data-dir", str(trained["data"]),
+                                                         "--out", str(tmp_path / "eval")]) == []
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 48
+
+
 def test_bundle_has_the_contract_files_and_a_complete_manifest(bundle, trained):
     from mlops_basics.predict import sha256_file
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.int8.onnx", "model.onnx", "tokenizer.json"]

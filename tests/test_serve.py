@@ -129,6 +129,13 @@ def test_get_predict_validation(server):
     assert r.status_code == 405 and r.json()["fix"]
     r = httpx.get(server.url + "/predict", params={"text": "\u0000"})
     assert r.status_code == 422 and "no characters" in r.json()["error"]
+    # the longest GET sentence the schema allows fits the server's request-line limit, even percent-encoded
+    r = httpx.get(server.url + "/predict", params={"text": "\U0001f600" * 1000})  # 12 KB of URL
+    assert r.status_code == 200, r.text
+    r = httpx.get(server.url + "/predict", params={"text": "\U0001f600 " * 500})
+    assert r.status_code == 200 and r.json()["predictions"][0]["truncated"]
+    r = httpx.get(server.url + "/predict", params={"text": "a" * 1001})
+    assert r.status_code == 422 and r.json()["fix"]
 
 
 def test_one_json_log_line_per_prediction(server):
