@@ -243,6 +243,7 @@ class RequestLimits:
 
 # %% ../nbs/05_serving.ipynb #eba74a44
 def _error(status: int, error: str, rid: str, fix: str | None = None, headers: dict | None = None):
+    "A JSON error answer: `error`, `fix` and the request id, the same fields every error of the package carries."
     from fastapi.responses import JSONResponse
     body = {"error": error, "request_id": rid} | ({"fix": fix} if fix else {})
     return JSONResponse(body, status_code=status, headers={"X-Request-ID": rid, **(headers or {})})
@@ -261,22 +262,15 @@ _HTTP_ERRORS = {  # status -> (error, fix) for the errors FastAPI raises itself;
     404: (None, "use POST /predict, GET /predict?text=..., /health, /ready, /metrics or /docs"),
     405: (None, "see /docs for the methods each endpoint accepts")}
 
-def create_app(settings: ServeSettings | None = None, predictor: Predictor | None = None):
-    "The FastAPI prediction service for one model bundle."
-    from contextlib import asynccontextmanager
-    from fastapi import FastAPI, Query, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import Response
-    from pydantic import BaseModel, Field, StrictStr
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    s = settings or ServeSettings.from_env()
-    m = ServeMetrics()
-    state = {"predictor": predictor, "batcher": None, "error": None}
+# %% ../nbs/05_serving.ipynb #ca-b-code
+def _schemas(max_sentences: int):
+    "The pydantic models of POST /predict's request and of every prediction answer."
+    from pydantic import BaseModel, Field, StrictStr
 
     class PredictRequest(BaseModel):
-        sentences: list[StrictStr] = Field(..., min_length=1, max_length=s.max_sentences,
-                                           description=f"1 to {s.max_sentences} non-empty sentences",
+        sentences: list[StrictStr] = Field(..., min_length=1, max_length=max_sentences,
+                                           description=f"1 to {max_sentences} non-empty sentences",
                                            examples=[["The book was written by John.", "Book the was John written."]])
 
     class Prediction(BaseModel):
@@ -289,6 +283,13 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         model_version: str
         request_id: str
         predictions: list[Prediction]
+    return PredictRequest, PredictResponse
+
+
+# %% ../nbs/05_serving.ipynb #ca-c-code
+def _lifespan(s: ServeSettings, m: ServeMetrics, state: dict):
+    "Load the bundle and start the micro-batcher when the server starts; stop the batcher when it stops."
+    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):
@@ -301,18 +302,22 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
                                                 on_batch=lambda n, secs: (m.batch.observe(n), m.model_seconds.observe(secs)))
             b.start()
             _log.info("ready: bundle %s (%s), max_batch %d, max_wait %.1f ms, queue %d", p.version, p.precision,
-                     s.max_batch, s.max_wait_ms, s.queue_size)
+                      s.max_batch, s.max_wait_ms, s.queue_size)
         except MlopsBasicsError as e:
             state["error"] = str(e)
             _log.error("not ready: %s", e)
         yield
         if state["batcher"]:
             await state["batcher"].stop()
+    return lifespan
 
-    app = FastAPI(title="mlops-basics CoLA service", version="1.0", lifespan=lifespan,
-                  description="Is an English sentence grammatically acceptable? CoLA classifier served from a model bundle.")
-    app.add_middleware(RequestLimits, max_bytes=s.max_body_bytes, timeout_s=s.body_timeout_s,  # inside `frame` below
-                       max_in_flight=s.max_in_flight, on_reject=lambda kind: m.errors.labels(kind).inc())
+
+# %% ../nbs/05_serving.ipynb #ca-d-code
+def _add_frame(app, s: ServeSettings, m: ServeMetrics, state: dict) -> None:
+    "Request ids, version header, metrics and JSON errors around every request."
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.middleware("http")
     async def frame(request: Request, call_next):
@@ -344,7 +349,11 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         error, fix = _HTTP_ERRORS.get(exc.status_code, (str(exc.detail), "see /docs for the endpoints and their inputs"))
         return _error(exc.status_code, error or str(exc.detail), getattr(request.state, "rid", "-"), fix)
 
-    async def run(request: Request, sentences: list[str]):
+
+# %% ../nbs/05_serving.ipynb #ca-e-code
+def _predictor_endpoint(s: ServeSettings, m: ServeMetrics, state: dict):
+    "The coroutine behind both /predict endpoints: check, tokenize, batch, answer, log."
+    async def run(request, sentences: list[str]):
         rid = request.state.rid
         if state["batcher"] is None:
             m.errors.labels("not_ready").inc()
@@ -366,22 +375,18 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         for text, p in zip(sentences, preds):
             m.sentences.labels(p["label"]).inc()
             _predictions_log.info(json.dumps({"event": "prediction", "request_id": rid, "model_version": version,
-                                             "text_length": len(text), "tokens": p["tokens"], "label": p["label"],
-                                             "score": p["score"], "truncated": p["truncated"], "latency_ms": ms}))
+                                              "text_length": len(text), "tokens": p["tokens"], "label": p["label"],
+                                              "score": p["score"], "truncated": p["truncated"], "latency_ms": ms}))
         return {"model_version": version, "request_id": rid,
                 "predictions": [{k: p[k] for k in ("label", "score", "truncated", "tokens")} for p in preds]}
+    return run
 
-    @app.post("/predict", response_model=PredictResponse, summary="Label a batch of sentences",
-              responses={413: {"description": "Body too large"}, 422: {"description": "Invalid input"},
-                         503: {"description": "Overloaded or not ready (see Retry-After)"}})
-    async def predict_post(request: Request, body: PredictRequest):
-        return await run(request, body.sentences)
 
-    @app.get("/predict", response_model=PredictResponse, summary="Label one sentence (the 2021 course's interface)",
-             responses={422: {"description": "Invalid input"}, 503: {"description": "Overloaded or not ready"}})
-    async def predict_get(request: Request, text: str = Query(..., max_length=1000,  # fits the server's 16 KB request-line limit even percent-encoded
-                                                 description="the sentence (at most 1000 characters; longer text: POST)")):
-        return await run(request, [text])
+# %% ../nbs/05_serving.ipynb #ca-f-code
+def _add_probes(app, s: ServeSettings, m: ServeMetrics, state: dict) -> None:
+    "GET /health, /ready and /metrics."
+    from fastapi import Request
+    from fastapi.responses import Response
 
     @app.get("/health", summary="The process is alive")
     async def health():
@@ -401,8 +406,38 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         body, ctype = m.render()
         return Response(body, media_type=ctype)
 
+
+# %% ../nbs/05_serving.ipynb #ca-g-code
+def create_app(settings: ServeSettings | None = None, predictor: Predictor | None = None):
+    "The FastAPI prediction service for one model bundle."
+    from fastapi import FastAPI, Query, Request
+    s = settings or ServeSettings.from_env()
+    m = ServeMetrics()
+    state = {"predictor": predictor, "batcher": None, "error": None}
+    PredictRequest, PredictResponse = _schemas(s.max_sentences)
+    app = FastAPI(title="mlops-basics CoLA service", version="1.0", lifespan=_lifespan(s, m, state),
+                  description="Is an English sentence grammatically acceptable? CoLA classifier served from a model bundle.")
+    app.add_middleware(RequestLimits, max_bytes=s.max_body_bytes, timeout_s=s.body_timeout_s,  # inside `frame`
+                       max_in_flight=s.max_in_flight, on_reject=lambda kind: m.errors.labels(kind).inc())
+    _add_frame(app, s, m, state)
+    run = _predictor_endpoint(s, m, state)
+
+    @app.post("/predict", response_model=PredictResponse, summary="Label a batch of sentences",
+              responses={413: {"description": "Body too large"}, 422: {"description": "Invalid input"},
+                         503: {"description": "Overloaded or not ready (see Retry-After)"}})
+    async def predict_post(request: Request, body: PredictRequest):
+        return await run(request, body.sentences)
+
+    @app.get("/predict", response_model=PredictResponse, summary="Label one sentence (the 2021 course's interface)",
+             responses={422: {"description": "Invalid input"}, 503: {"description": "Overloaded or not ready"}})
+    async def predict_get(request: Request, text: str = Query(..., max_length=1000,  # fits a 16 KB request line, percent-encoded
+                                                 description="the sentence (at most 1000 characters; longer text: POST)")):
+        return await run(request, [text])
+
+    _add_probes(app, s, m, state)
     app.state.settings, app.state.metrics = s, m
     return app
+
 
 # %% ../nbs/05_serving.ipynb #229a2139
 _PROG = "mlops-basics-serve"
