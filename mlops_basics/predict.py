@@ -59,6 +59,7 @@ def load_checkpoint(checkpoint: str | Path):
         raise ConfigError(f"{path} is not a mlops-basics checkpoint ({type(e).__name__}: {str(e)[:120]})",
                           fix="pass the best.ckpt written by mlops-basics-train.") from None
 
+# %% ../nbs/04_onnx.ipynb #c9a50094-1
 def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 18) -> Path:
     "Export a `ColaModel` to one self-contained ONNX file with dynamic batch and sequence axes."
     import torch, onnx, warnings
@@ -98,7 +99,6 @@ def optimize_onnx(path: str | Path, num_heads: int, hidden_size: int) -> dict:
     finally:
         logging.disable(logging.NOTSET)
     return {k: v for k, v in stats.items() if v}
-
 
 # %% ../nbs/04_onnx.ipynb #303746b1
 def save_tokenizer(hf_tokenizer, path: str | Path) -> Path:
@@ -264,6 +264,7 @@ def read_manifest(bundle: str | Path) -> dict:
         raise BundleError(f"{path} is not a {BUNDLE_FORMAT} manifest (missing: {', '.join(missing) or 'format'})", fix=_FIX_BUNDLE)
     return m
 
+# %% ../nbs/04_onnx.ipynb #09e5dbef-1
 def verify_bundle(bundle: str | Path, files: Sequence[str] | None = None) -> dict:
     "Check the size and sha256 of every bundle file (or just `files`) against the manifest; return the manifest."
     d, m = Path(bundle).expanduser(), read_manifest(bundle)
@@ -562,6 +563,7 @@ def read_sentences(args_sentences: list[str], file: str | None) -> list[str]:
         return [line for line in text.splitlines() if line.strip()] or check_sentences([])
     return args_sentences
 
+# %% ../nbs/04_onnx.ipynb #1b1dbff2-1
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=_PROG, description="Export, verify, evaluate and use mlops-basics model bundles "
                                 "(ONNX fp32 + int8, tokenizer.json, manifest.json with sha256 of every file).",
@@ -613,6 +615,7 @@ def _predict_cli(a) -> None:
             else:
                 print(f"{r['label']:<13} {r['score']:.3f}{' (truncated)' if r['truncated'] else ''}  {s}")
 
+# %% ../nbs/04_onnx.ipynb #40f24d5a-1
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-bundle`."
     a = _parser().parse_args(argv)

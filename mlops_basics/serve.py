@@ -23,6 +23,7 @@ from .predict import DEFAULT_BUNDLE, DEFAULT_PRECISION, PRECISIONS, InputError, 
 _log = logging.getLogger("mlops_basics.serve")
 _predictions_log = logging.getLogger("mlops_basics.serve.predictions")  # one JSON line per prediction
 
+# %% ../nbs/05_serving.ipynb #bd75b2b7-b
 @dataclass
 class ServeSettings:
     "Service settings; each field can be set by the environment variable MLOPS_BASICS_SERVE_<NAME>."

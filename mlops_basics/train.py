@@ -81,6 +81,7 @@ def _wandb_has_key() -> bool:
     except (OSError, netrc.NetrcParseError):
         return False
 
+# %% ../nbs/02_configuration.ipynb #05822a1c-1
 def check_config(cfg: DictConfig) -> None:
     "Check a composed config's values; raise a `ConfigError` that names the setting and a valid value."
     try:

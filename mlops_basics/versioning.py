@@ -209,6 +209,7 @@ def ensure_checkpoint(model: str = "minilm", training: str = "full", data_dir: s
     runs = sorted(Path(cfg.paths.runs).expanduser().glob(f"*_{cfg.run_name}/checkpoints/best.ckpt"))
     return str(runs[-1]) if runs else train(cfg, new_run_dir(cfg))["checkpoint"]
 
+# %% ../nbs/03_versioning.ipynb #ff5d1ef5-1
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-dvc`."
     import argparse
