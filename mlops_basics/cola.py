@@ -14,6 +14,8 @@ import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from fastcore.basics import patch  # adds a method to a class in a later cell: classes are built up step by step
+
 from .core import BACKBONE_SOURCES, LABELS, ConfigError, default_data_dir, load_cola
 
 # %% ../nbs/00_project_setup.ipynb #1afc6d58
@@ -75,7 +77,6 @@ class LengthGroupedBatchSampler:
 # %% ../nbs/00_project_setup.ipynb #00a91286
 import lightning as L
 
-
 class ColaDataModule(L.LightningDataModule):
     "CoLA for Lightning: load, tokenize without padding, batch by length with dynamic padding."
     def __init__(self, tokenizer, dir: str | None = None, hub_id: str = "nyu-mll/glue", hub_config: str = "cola",
@@ -104,21 +105,31 @@ class ColaDataModule(L.LightningDataModule):
             enable_progress_bars()
         self.raw = raw
 
-    def _loader(self, split: str, train: bool):
-        from torch.utils.data import DataLoader
-        from transformers import DataCollatorWithPadding
-        ds = self.splits[split]
-        lengths = [len(x) for x in ds["input_ids"]]
-        bs = self.batch_size if train else self.eval_batch_size
-        if self.length_grouping or not train:
-            sampler = LengthGroupedBatchSampler(lengths, bs, shuffle=train, seed=self.seed)
-        else:
-            import torch
-            sampler = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(ds), bs, drop_last=False)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(self.tokenizer), num_workers=self.num_workers)
+# %% ../nbs/00_project_setup.ipynb #38c7134e
+@patch
+def _loader(self: ColaDataModule, split: str, train: bool):
+    "A DataLoader of one split: length-grouped batches (or plain random ones), padded per batch."
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+    ds = self.splits[split]
+    lengths = [len(x) for x in ds["input_ids"]]
+    bs = self.batch_size if train else self.eval_batch_size
+    if self.length_grouping or not train:
+        sampler = LengthGroupedBatchSampler(lengths, bs, shuffle=train, seed=self.seed)
+    else:
+        import torch
+        sampler = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(ds), bs, drop_last=False)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(self.tokenizer), num_workers=self.num_workers)
 
-    def train_dataloader(self): return self._loader("train", train=True)
-    def val_dataloader(self): return self._loader("validation", train=False)
+@patch
+def train_dataloader(self: ColaDataModule):
+    "Shuffled, length-grouped training batches."
+    return self._loader("train", train=True)
+
+@patch
+def val_dataloader(self: ColaDataModule):
+    "Validation batches, in length order."
+    return self._loader("validation", train=False)
 
 # %% ../nbs/00_project_setup.ipynb #692ba1c1
 import torch
@@ -191,53 +202,66 @@ class ColaModel(L.LightningModule):
             pooled = h[:, 0]
         return self.head(self.dropout(pooled))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
-        return loss
+# %% ../nbs/00_project_setup.ipynb #b72ea1c4
+@patch
+def training_step(self: ColaModel, batch: dict, batch_idx: int) -> torch.Tensor:
+    "Cross-entropy of one batch, logged per step and per epoch."
+    loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+    self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+    return loss
 
-    def on_validation_epoch_start(self) -> None:
-        self.val_outputs.clear()
+@patch
+def on_validation_epoch_start(self: ColaModel) -> None:
+    "Forget the previous epoch's validation outputs."
+    self.val_outputs.clear()
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        y = batch["labels"]
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
-        preds = logits.argmax(-1)
-        self.val_metrics.update(preds, y)
-        self.val_outputs.append({"idx": batch["idx"].cpu(), "label": y.cpu(), "pred": preds.cpu(),
-                                 "prob": logits.softmax(-1)[:, 1].detach().cpu()})
+@patch
+def validation_step(self: ColaModel, batch: dict, batch_idx: int) -> None:
+    "Loss and metrics of one batch; its ids, labels, predictions and probabilities kept for the report."
+    logits = self(batch["input_ids"], batch["attention_mask"])
+    y = batch["labels"]
+    self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+    preds = logits.argmax(-1)
+    self.val_metrics.update(preds, y)
+    self.val_outputs.append({"idx": batch["idx"].cpu(), "label": y.cpu(), "pred": preds.cpu(),
+                             "prob": logits.softmax(-1)[:, 1].detach().cpu()})
 
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()
+@patch
+def on_validation_epoch_end(self: ColaModel) -> None:
+    "Log the epoch's metrics and reset them."
+    self.log_dict(self.val_metrics.compute(), prog_bar=True)
+    self.val_metrics.reset()
 
-    def _param_groups(self) -> list[dict]:
-        "Parameter groups: layer-wise lr for the encoder, head_lr for the head, no decay on biases and norms."
-        hp, n_layers = self.hparams, self.encoder.config.num_hidden_layers
-        def depth(name: str) -> int:  # 0 = embeddings ... n_layers = top
-            if "embeddings" in name: return 0
-            for i in range(n_layers):
-                if f"layer.{i}." in name: return i + 1
-            return n_layers
-        groups: dict[tuple, list] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad: continue
-            lr = hp.head_lr if name.startswith("head.") else hp.lr * hp.layer_lr_decay ** (n_layers - depth(name))
-            wd = 0.0 if p.ndim < 2 else hp.weight_decay
-            groups.setdefault((lr, wd), []).append(p)
-        return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+# %% ../nbs/00_project_setup.ipynb #cbfe05a1
+@patch
+def _param_groups(self: ColaModel) -> list[dict]:
+    "Parameter groups: layer-wise lr for the encoder, head_lr for the head, no decay on biases and norms."
+    hp, n_layers = self.hparams, self.encoder.config.num_hidden_layers
+    def depth(name: str) -> int:  # 0 = embeddings ... n_layers = top
+        if "embeddings" in name: return 0
+        for i in range(n_layers):
+            if f"layer.{i}." in name: return i + 1
+        return n_layers
+    groups: dict[tuple, list] = {}
+    for name, p in self.named_parameters():
+        if not p.requires_grad: continue
+        lr = hp.head_lr if name.startswith("head.") else hp.lr * hp.layer_lr_decay ** (n_layers - depth(name))
+        wd = 0.0 if p.ndim < 2 else hp.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
-    def configure_optimizers(self):
-        from transformers import get_linear_schedule_with_warmup
-        groups = self._param_groups()
-        try:  # one fused kernel for all parameters: noticeably faster on CPU
-            opt = torch.optim.AdamW(groups, fused=True)
-        except (RuntimeError, TypeError):
-            opt = torch.optim.AdamW(groups)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * total), total)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+@patch
+def configure_optimizers(self: ColaModel):
+    "AdamW over the parameter groups, with linear warm-up and decay stepped every batch."
+    from transformers import get_linear_schedule_with_warmup
+    groups = self._param_groups()
+    try:  # one fused kernel for all parameters: noticeably faster on CPU
+        opt = torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.AdamW(groups)
+    total = max(1, int(self.trainer.estimated_stepping_batches))
+    sched = get_linear_schedule_with_warmup(opt, int(self.hparams.warmup_ratio * total), total)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 # %% ../nbs/00_project_setup.ipynb #44eba4c4
 @torch.no_grad()

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'MODEL_FILES', 'BUNDLE_FILES', 'MANIFEST', 'PRECISIONS', 'DEFAULT_PRECISION', 'DEFAULT_BUNDLE',
-           'BundleError', 'InputError', 'load_checkpoint', 'export_onnx', 'optimize_onnx', 'save_tokenizer',
+           'BundleError', 'InputError', 'sha256_file', 'read_manifest', 'verify_bundle', 'check_sentences', 'Predictor',
+           'classification_metrics', 'load_checkpoint', 'export_onnx', 'optimize_onnx', 'save_tokenizer',
            'calibration_set', 'activation_ranges', 'fix_activation_scales', 'fuse_integer_matmuls', 'quantize_int8',
-           'check_sentences', 'sha256_file', 'read_manifest', 'verify_bundle', 'Predictor', 'torch_logits', 'parity',
-           'check_parity', 'batch_invariance', 'check_batch_invariance', 'classification_metrics', 'git_commit',
+           'torch_logits', 'parity', 'check_parity', 'batch_invariance', 'check_batch_invariance', 'git_commit',
            'validation_set', 'portable_config', 'export_bundle', 'evaluate_bundle', 'read_sentences', 'main']
 
 # %% ../nbs/04_onnx.ipynb #065ebf10
@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from fastcore.basics import patch
 
 from .core import (COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv,
                                staged_dir, write_json)
 
 _log = logging.getLogger("mlops_basics.predict")
 
+# %% ../nbs/04_onnx.ipynb #709b58d6
 BUNDLE_FORMAT = "mlops-basics-bundle/1"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 BUNDLE_FILES = (*MODEL_FILES.values(), "tokenizer.json")
@@ -42,6 +44,180 @@ class BundleError(MlopsBasicsError):
 
 class InputError(MlopsBasicsError, ValueError):
     "Sentences a predictor cannot accept (empty, not text, too many)."
+
+# %% ../nbs/04_onnx.ipynb #09e5dbef
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    "The sha256 hex digest of a file, read in chunks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+_FIX_BUNDLE = "re-export it (mlops-basics-bundle export CHECKPOINT DIR) or restore it (dvc pull / dvc checkout)."
+
+def read_manifest(bundle: str | Path) -> dict:
+    "The manifest of a bundle folder, checked for the keys a predictor needs."
+    d = Path(bundle).expanduser()
+    if not d.is_dir():
+        raise BundleError(f"model bundle not found: {d}", fix=_FIX_BUNDLE)
+    path = d / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{d} has no {MANIFEST}, so it is not a complete model bundle", fix=_FIX_BUNDLE)
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e})", fix=_FIX_BUNDLE) from None
+    missing = [k for k in ("format", "version", "labels", "max_length", "pad_id", "files") if k not in m]
+    if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT or missing:
+        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} manifest (missing: {', '.join(missing) or 'format'})", fix=_FIX_BUNDLE)
+    return m
+
+# %% ../nbs/04_onnx.ipynb #09e5dbef-1
+def verify_bundle(bundle: str | Path, files: Sequence[str] | None = None) -> dict:
+    "Check the size and sha256 of every bundle file (or just `files`) against the manifest; return the manifest."
+    d, m = Path(bundle).expanduser(), read_manifest(bundle)
+    for name in files or m["files"]:
+        if name not in m["files"]:
+            raise BundleError(f"{d / MANIFEST} does not list {name}", fix=_FIX_BUNDLE)
+        p, want = d / name, m["files"][name]
+        if not p.is_file():
+            raise BundleError(f"{p} is missing: the bundle is incomplete", fix=_FIX_BUNDLE)
+        if p.stat().st_size != want["bytes"] or sha256_file(p) != want["sha256"]:
+            raise BundleError(f"{p} does not match its sha256 in the manifest: the file was changed or is "
+                              f"truncated", fix=_FIX_BUNDLE)
+    return m
+
+# %% ../nbs/04_onnx.ipynb #229cdcec
+def check_sentences(sentences, max_batch: int = 256) -> list[str]:
+    "The sentences as a list of non-blank strings, or an `InputError` saying what is wrong and how to fix it."
+    if isinstance(sentences, str):
+        raise InputError("expected a list of sentences, got a single string", fix="wrap it in a list: [\"...\"].")
+    if not isinstance(sentences, (list, tuple)):
+        raise InputError(f"expected a list of sentences, got {type(sentences).__name__}", fix="pass a list of strings.")
+    if not sentences:
+        raise InputError("no sentences given", fix="pass at least one sentence.")
+    if len(sentences) > max_batch:
+        raise InputError(f"{len(sentences)} sentences in one call, the limit is {max_batch}", fix="split them into batches.")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise InputError(f"sentence {i} is a {type(s).__name__}, not text", fix="send every sentence as a string.")
+        if not s.strip():
+            raise InputError(f"sentence {i} is empty or only whitespace", fix="remove it or add its text.")
+        _check_unicode(i, s)
+    return list(sentences)
+
+def _check_unicode(i: int, s: str) -> None:
+    "An `InputError` when a string holds a lone surrogate (valid in JSON escapes, not in Unicode text)."
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"sentence {i} has an unpaired surrogate (\\u{ord(s[e.start]):04x} at character {e.start}), "
+                         "which is not Unicode text", fix="send UTF-8 text; escape characters outside the BMP as a "
+                         "surrogate pair or not at all.") from None
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# %% ../nbs/04_onnx.ipynb #8e37010c
+class Predictor:
+    "CoLA predictions from a model bundle with ONNX Runtime and `tokenizers` only (no torch)."
+    def __init__(self, bundle: str | Path, precision: str = DEFAULT_PRECISION, threads: int | None = None,
+                 max_batch: int = 256, chunk: int = 32, max_chars: int = 2000, verify: bool = True):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(PRECISIONS)}.")
+        self.dir, self.precision = Path(bundle).expanduser(), precision
+        self.max_batch, self.chunk, self.max_chars = max_batch, chunk, max_chars
+        used = [MODEL_FILES[precision], "tokenizer.json"]
+        self.manifest = verify_bundle(self.dir, used) if verify else read_manifest(self.dir)
+        self.labels, self.max_length = list(self.manifest["labels"]), int(self.manifest["max_length"])
+        self.version = self.manifest["version"]
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if threads:
+                opts.intra_op_num_threads = int(threads)
+            self.session = ort.InferenceSession(str(self.dir / MODEL_FILES[precision]), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise BundleError(f"could not load {self.dir} ({type(e).__name__}: {str(e)[:160]})", fix=_FIX_BUNDLE) from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = int(self.manifest["pad_id"])
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.dir.name}, version={self.version}, precision={self.precision})"
+
+# %% ../nbs/04_onnx.ipynb #8e88fd26
+@patch
+def encode(self: Predictor, sentences: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+    "Token ids of each sentence, truncated to max_length, and whether it was truncated; `InputError` if one has no tokens."
+    cut = [s[: self.max_chars] for s in sentences]
+    encs = self.tokenizer.encode_batch(cut)
+    for i, e in enumerate(encs):
+        if all(e.special_tokens_mask):  # the normalizer dropped every character (control, format, lone accents)
+            raise InputError(f"sentence {i} has no characters the model can read (only control or invisible "
+                             "characters)", fix="send text with words in it.")
+    return [e.ids for e in encs], [bool(e.overflowing) or len(c) < len(s) for e, c, s in zip(encs, cut, sentences)]
+
+@patch
+def run_padded(self: Predictor, ids: Sequence[Sequence[int]]) -> np.ndarray:
+    "Logits of one model call: the token id lists padded to the longest of them."
+    width = max(len(i) for i in ids)
+    x = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for r, i in enumerate(ids):
+        x[r, : len(i)] = i
+        mask[r, : len(i)] = 1
+    return self.session.run(None, {"input_ids": x, "attention_mask": mask})[0]
+
+# %% ../nbs/04_onnx.ipynb #22625406
+@patch
+def _run(self: Predictor, ids: list[list[int]]) -> np.ndarray:
+    "Logits for token id lists, in chunks sorted by length, each padded to its own longest."
+    out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for k in range(0, len(order), self.chunk):
+        rows = order[k: k + self.chunk]
+        out[rows] = self.run_padded([ids[i] for i in rows])
+    return out
+
+@patch
+def logits(self: Predictor, sentences: Sequence[str]) -> np.ndarray:
+    "Raw logits, shape (n, labels), for any number of sentences (no batch limit: for evaluation)."
+    ids, _ = self.encode(check_sentences(sentences, max_batch=max(len(sentences), 1)))
+    return self._run(ids)
+
+@patch
+def predict_ids(self: Predictor, ids: list[list[int]], truncated: Sequence[bool]) -> list[dict]:
+    "Label, score, truncation flag and token count for already encoded sentences, in input order."
+    probs = _softmax(self._run(ids))
+    best = probs.argmax(-1)
+    return [{"label": self.labels[b], "score": round(float(p[b]), 4), "truncated": bool(t), "tokens": len(i)}
+            for b, p, t, i in zip(best, probs, truncated, ids)]
+
+@patch
+def predict(self: Predictor, sentences: Sequence[str]) -> list[dict]:
+    "Label, score, truncation flag and token count for each sentence, in input order."
+    return self.predict_ids(*self.encode(check_sentences(sentences, self.max_batch)))
+
+@patch
+def __call__(self: Predictor, sentences: Sequence[str]) -> list[dict]:
+    "Same as `predict`."
+    return self.predict(sentences)
+
+# %% ../nbs/04_onnx.ipynb #5faaa3b2
+def classification_metrics(labels: Sequence[int], preds: Sequence[int]) -> dict:
+    "Accuracy and Matthews correlation (GLUE convention: 0 when undefined) of binary predictions."
+    y, p = np.asarray(labels), np.asarray(preds)
+    tp, tn = float(((p == 1) & (y == 1)).sum()), float(((p == 0) & (y == 0)).sum())
+    fp, fn = float(((p == 1) & (y == 0)).sum()), float(((p == 0) & (y == 1)).sum())
+    den = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return {"acc": round((tp + tn) / max(len(y), 1), 4), "mcc": round((tp * tn - fp * fn) / den, 4) if den else 0.0}
 
 # %% ../nbs/04_onnx.ipynb #c9a50094
 def load_checkpoint(checkpoint: str | Path):
@@ -203,161 +379,6 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: Sequence[Sequen
             "calibrated_tensors": fixed, "fused_matmuls": fused, "calibration_sentences": len(calibration)}
 
 
-# %% ../nbs/04_onnx.ipynb #229cdcec
-def check_sentences(sentences, max_batch: int = 256) -> list[str]:
-    "The sentences as a list of non-blank strings, or an `InputError` saying what is wrong and how to fix it."
-    if isinstance(sentences, str):
-        raise InputError("expected a list of sentences, got a single string", fix="wrap it in a list: [\"...\"].")
-    if not isinstance(sentences, (list, tuple)):
-        raise InputError(f"expected a list of sentences, got {type(sentences).__name__}", fix="pass a list of strings.")
-    if not sentences:
-        raise InputError("no sentences given", fix="pass at least one sentence.")
-    if len(sentences) > max_batch:
-        raise InputError(f"{len(sentences)} sentences in one call, the limit is {max_batch}", fix="split them into batches.")
-    for i, s in enumerate(sentences):
-        if not isinstance(s, str):
-            raise InputError(f"sentence {i} is a {type(s).__name__}, not text", fix="send every sentence as a string.")
-        if not s.strip():
-            raise InputError(f"sentence {i} is empty or only whitespace", fix="remove it or add its text.")
-        _check_unicode(i, s)
-    return list(sentences)
-
-def _check_unicode(i: int, s: str) -> None:
-    "An `InputError` when a string holds a lone surrogate (valid in JSON escapes, not in Unicode text)."
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InputError(f"sentence {i} has an unpaired surrogate (\\u{ord(s[e.start]):04x} at character {e.start}), "
-                         "which is not Unicode text", fix="send UTF-8 text; escape characters outside the BMP as a "
-                         "surrogate pair or not at all.") from None
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-# %% ../nbs/04_onnx.ipynb #09e5dbef
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    "The sha256 hex digest of a file, read in chunks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-_FIX_BUNDLE = "re-export it (mlops-basics-bundle export CHECKPOINT DIR) or restore it (dvc pull / dvc checkout)."
-
-def read_manifest(bundle: str | Path) -> dict:
-    "The manifest of a bundle folder, checked for the keys a predictor needs."
-    d = Path(bundle).expanduser()
-    if not d.is_dir():
-        raise BundleError(f"model bundle not found: {d}", fix=_FIX_BUNDLE)
-    path = d / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{d} has no {MANIFEST}, so it is not a complete model bundle", fix=_FIX_BUNDLE)
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e})", fix=_FIX_BUNDLE) from None
-    missing = [k for k in ("format", "version", "labels", "max_length", "pad_id", "files") if k not in m]
-    if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT or missing:
-        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} manifest (missing: {', '.join(missing) or 'format'})", fix=_FIX_BUNDLE)
-    return m
-
-# %% ../nbs/04_onnx.ipynb #09e5dbef-1
-def verify_bundle(bundle: str | Path, files: Sequence[str] | None = None) -> dict:
-    "Check the size and sha256 of every bundle file (or just `files`) against the manifest; return the manifest."
-    d, m = Path(bundle).expanduser(), read_manifest(bundle)
-    for name in files or m["files"]:
-        if name not in m["files"]:
-            raise BundleError(f"{d / MANIFEST} does not list {name}", fix=_FIX_BUNDLE)
-        p, want = d / name, m["files"][name]
-        if not p.is_file():
-            raise BundleError(f"{p} is missing: the bundle is incomplete", fix=_FIX_BUNDLE)
-        if p.stat().st_size != want["bytes"] or sha256_file(p) != want["sha256"]:
-            raise BundleError(f"{p} does not match its sha256 in the manifest: the file was changed or is "
-                              f"truncated", fix=_FIX_BUNDLE)
-    return m
-
-# %% ../nbs/04_onnx.ipynb #8e37010c
-class Predictor:
-    "CoLA predictions from a model bundle with ONNX Runtime and `tokenizers` only (no torch)."
-    def __init__(self, bundle: str | Path, precision: str = DEFAULT_PRECISION, threads: int | None = None,
-                 max_batch: int = 256, chunk: int = 32, max_chars: int = 2000, verify: bool = True):
-        if precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(PRECISIONS)}.")
-        self.dir, self.precision = Path(bundle).expanduser(), precision
-        self.max_batch, self.chunk, self.max_chars = max_batch, chunk, max_chars
-        used = [MODEL_FILES[precision], "tokenizer.json"]
-        self.manifest = verify_bundle(self.dir, used) if verify else read_manifest(self.dir)
-        self.labels, self.max_length = list(self.manifest["labels"]), int(self.manifest["max_length"])
-        self.version = self.manifest["version"]
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-        try:
-            self.tokenizer = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            if threads:
-                opts.intra_op_num_threads = int(threads)
-            self.session = ort.InferenceSession(str(self.dir / MODEL_FILES[precision]), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise BundleError(f"could not load {self.dir} ({type(e).__name__}: {str(e)[:160]})", fix=_FIX_BUNDLE) from None
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
-        self.pad_id = int(self.manifest["pad_id"])
-
-    def __repr__(self) -> str:
-        return f"Predictor({self.dir.name}, version={self.version}, precision={self.precision})"
-
-    def encode(self, sentences: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        "Token ids of each sentence, truncated to max_length, and whether it was truncated; `InputError` if one has no tokens."
-        cut = [s[: self.max_chars] for s in sentences]
-        encs = self.tokenizer.encode_batch(cut)
-        for i, e in enumerate(encs):
-            if all(e.special_tokens_mask):  # the normalizer dropped every character (control, format, lone accents)
-                raise InputError(f"sentence {i} has no characters the model can read (only control or invisible "
-                                 "characters)", fix="send text with words in it.")
-        return [e.ids for e in encs], [bool(e.overflowing) or len(c) < len(s) for e, c, s in zip(encs, cut, sentences)]
-
-    def run_padded(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        "Logits of one model call: the token id lists padded to the longest of them."
-        width = max(len(i) for i in ids)
-        x = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for r, i in enumerate(ids):
-            x[r, : len(i)] = i
-            mask[r, : len(i)] = 1
-        return self.session.run(None, {"input_ids": x, "attention_mask": mask})[0]
-
-    def _run(self, ids: list[list[int]]) -> np.ndarray:
-        "Logits for token id lists, in chunks sorted by length, each padded to its own longest."
-        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for k in range(0, len(order), self.chunk):
-            rows = order[k: k + self.chunk]
-            out[rows] = self.run_padded([ids[i] for i in rows])
-        return out
-
-    def logits(self, sentences: Sequence[str]) -> np.ndarray:
-        "Raw logits, shape (n, labels), for any number of sentences (no batch limit: for evaluation)."
-        ids, _ = self.encode(check_sentences(sentences, max_batch=max(len(sentences), 1)))
-        return self._run(ids)
-
-    def predict_ids(self, ids: list[list[int]], truncated: Sequence[bool]) -> list[dict]:
-        "Label, score, truncation flag and token count for already encoded sentences, in input order."
-        probs = _softmax(self._run(ids))
-        best = probs.argmax(-1)
-        return [{"label": self.labels[b], "score": round(float(p[b]), 4), "truncated": bool(t), "tokens": len(i)}
-                for b, p, t, i in zip(best, probs, truncated, ids)]
-
-    def predict(self, sentences: Sequence[str]) -> list[dict]:
-        "Label, score, truncation flag and token count for each sentence, in input order."
-        return self.predict_ids(*self.encode(check_sentences(sentences, self.max_batch)))
-
-    def __call__(self, sentences: Sequence[str]) -> list[dict]:
-        return self.predict(sentences)
-
 # %% ../nbs/04_onnx.ipynb #818f602b
 def torch_logits(model, hf_tokenizer, sentences: Sequence[str], max_length: int = 64, batch_size: int = 64) -> np.ndarray:
     "Logits of the PyTorch model, dynamic padding, in batches (the reference for the parity check)."
@@ -410,15 +431,6 @@ def check_batch_invariance(b: dict, precision: str, atol: float = 1e-4) -> dict:
                           "no bundle was written.")
     return b
 
-
-# %% ../nbs/04_onnx.ipynb #5faaa3b2
-def classification_metrics(labels: Sequence[int], preds: Sequence[int]) -> dict:
-    "Accuracy and Matthews correlation (GLUE convention: 0 when undefined) of binary predictions."
-    y, p = np.asarray(labels), np.asarray(preds)
-    tp, tn = float(((p == 1) & (y == 1)).sum()), float(((p == 0) & (y == 0)).sum())
-    fp, fn = float(((p == 1) & (y == 0)).sum()), float(((p == 0) & (y == 1)).sum())
-    den = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
-    return {"acc": round((tp + tn) / max(len(y), 1), 4), "mcc": round((tp * tn - fp * fn) / den, 4) if den else 0.0}
 
 # %% ../nbs/04_onnx.ipynb #eb000002
 def _write_models(model, tmp: Path, exporter: str, calibration: list[str], max_length: int, t: float):
@@ -536,7 +548,7 @@ _PROG = "mlops-basics-bundle"
 DEFAULT_BUNDLE = "artifacts/bundle"  # where the DVC pipeline (dvc.yaml) writes it
 
 def evaluate_bundle(bundle: str | Path, data_dir: str | Path | None = None, out_dir: str | Path | None = None) -> dict:
-    "Accuracy and MCC of both precisions on CoLA validation; with `out_dir`, metrics.json + predictions.csv."
+    "Accuracy and MCC of both precisions on CoLA validation; with `out_dir`, metrics.json + the default precision's predictions.csv."
     sentences, labels = validation_set(data_dir)
     res, preds = {"version": read_manifest(bundle)["version"], "n": len(sentences)}, {}
     for prec in PRECISIONS:
@@ -549,7 +561,7 @@ def evaluate_bundle(bundle: str | Path, data_dir: str | Path | None = None, out_
         o = Path(out_dir); o.mkdir(parents=True, exist_ok=True)
         write_json(o / "metrics.json", res)
         names = read_manifest(bundle)["labels"]
-        rows = ["sentence_idx,actual,predicted"] + [f"{i},{names[y]},{names[int(q)]}" for i, (y, q) in enumerate(zip(labels, preds["int8"]))]
+        rows = ["sentence_idx,actual,predicted"] + [f"{i},{names[y]},{names[int(q)]}" for i, (y, q) in enumerate(zip(labels, preds[DEFAULT_PRECISION]))]  # what the service answers
         (o / "predictions.csv").write_text("\n".join(rows) + "\n")
     return res
 

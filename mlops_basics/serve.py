@@ -17,6 +17,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
+from fastcore.basics import patch
+
 from .core import ConfigError, MlopsBasicsError, fail
 from .predict import DEFAULT_BUNDLE, DEFAULT_PRECISION, PRECISIONS, InputError, Predictor, check_sentences
 
@@ -49,26 +51,28 @@ class ServeSettings:
         if self.body_timeout_s <= 0:
             raise ConfigError(f"MLOPS_BASICS_SERVE_BODY_TIMEOUT_S={self.body_timeout_s} must be positive", fix="e.g. 10.")
 
-    @classmethod
-    def from_env(cls, **overrides) -> "ServeSettings":
-        "Settings from MLOPS_BASICS_SERVE_* (and MLOPS_BASICS_BUNDLE), then `overrides`."
-        vals = {}
-        for f in fields(cls):
-            raw = os.environ.get(f"MLOPS_BASICS_SERVE_{f.name.upper()}")
-            if f.name == "bundle":
-                raw = raw or os.environ.get("MLOPS_BASICS_BUNDLE")
-            if raw is None:
-                continue
-            try:
-                vals[f.name] = type(f.default)(raw)
-            except ValueError:
-                raise ConfigError(f"MLOPS_BASICS_SERVE_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}", fix=f"set it like the default, {f.default!r}.") from None
-        return cls(**{**vals, **{k: v for k, v in overrides.items() if v is not None}})
+# %% ../nbs/05_serving.ipynb #ef966c36
+@patch(cls_method=True)
+def from_env(cls: ServeSettings, **overrides) -> ServeSettings:
+    "Settings from MLOPS_BASICS_SERVE_* (and MLOPS_BASICS_BUNDLE), then `overrides`."
+    vals = {}
+    for f in fields(cls):
+        raw = os.environ.get(f"MLOPS_BASICS_SERVE_{f.name.upper()}")
+        if f.name == "bundle":
+            raw = raw or os.environ.get("MLOPS_BASICS_BUNDLE")
+        if raw is None:
+            continue
+        try:
+            vals[f.name] = type(f.default)(raw)
+        except ValueError:
+            raise ConfigError(f"MLOPS_BASICS_SERVE_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}", fix=f"set it like the default, {f.default!r}.") from None
+    return cls(**{**vals, **{k: v for k, v in overrides.items() if v is not None}})
 
-# %% ../nbs/05_serving.ipynb #299961f2
+# %% ../nbs/05_serving.ipynb #overloaded
 class Overloaded(MlopsBasicsError):
     "The request queue is full."
 
+# %% ../nbs/05_serving.ipynb #299961f2
 class MicroBatcher:
     "Gathers concurrent requests into batched model calls run in a worker thread."
     def __init__(self, predict, max_batch: int = 64, max_wait_ms: float = 2.0, queue_size: int = 256, on_batch=None):
@@ -80,6 +84,7 @@ class MicroBatcher:
         self.busy = 0  # requests taken from the queue and not yet answered
 
     def start(self) -> None:
+        "Start the batching task on the running event loop."
         self.task = asyncio.get_running_loop().create_task(self._loop())
 
     async def submit(self, sentences: list[str]) -> list[dict]:
@@ -91,54 +96,61 @@ class MicroBatcher:
             raise Overloaded("the service is at capacity", fix="retry after a second.") from None
         return await fut
 
-    async def _collect(self) -> list:
-        batch = [await self.queue.get()]
-        n, deadline = len(batch[0][0]), asyncio.get_running_loop().time() + self.max_wait
-        while n < self.max_batch:
+# %% ../nbs/05_serving.ipynb #9fec1002
+@patch
+async def _collect(self: MicroBatcher) -> list:
+    "The next batch: the first waiting request, then more until the batch is full or `max_wait_ms` passed."
+    batch = [await self.queue.get()]
+    n, deadline = len(batch[0][0]), asyncio.get_running_loop().time() + self.max_wait
+    while n < self.max_batch:
+        try:
+            item = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
             try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError:
-                    break
-            batch.append(item)
-            n += len(item[0])
-        return batch
+                item = await asyncio.wait_for(self.queue.get(), left)
+            except asyncio.TimeoutError:
+                break
+        batch.append(item)
+        n += len(item[0])
+    return batch
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            self.busy = len(batch)
-            sentences = [s for sents, _ in batch for s in sents]
-            t0 = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self.pool, self.predict, sentences)
-                self.on_batch(len(sentences), time.perf_counter() - t0)
-            except Exception as e:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-            else:
-                i = 0
-                for sents, fut in batch:
-                    if not fut.done():  # the client may have gone away
-                        fut.set_result(results[i: i + len(sents)])
-                    i += len(sents)
-            self.busy = 0
+# %% ../nbs/05_serving.ipynb #9ab62049
+@patch
+async def _loop(self: MicroBatcher) -> None:
+    "Forever: collect a batch, predict in the worker thread, hand each request its slice."
+    loop = asyncio.get_running_loop()
+    while True:
+        batch = await self._collect()
+        self.busy = len(batch)
+        sentences = [s for sents, _ in batch for s in sents]
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.pool, self.predict, sentences)
+            self.on_batch(len(sentences), time.perf_counter() - t0)
+        except Exception as e:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+        else:
+            i = 0
+            for sents, fut in batch:
+                if not fut.done():  # the client may have gone away
+                    fut.set_result(results[i: i + len(sents)])
+                i += len(sents)
+        self.busy = 0
 
-    async def stop(self, timeout: float = 30) -> None:
-        "Finish the queued requests, then stop the task and the worker thread."
-        t_end = time.monotonic() + timeout
-        while (not self.queue.empty() or self.busy) and time.monotonic() < t_end:
-            await asyncio.sleep(0.01)
-        if self.task:
-            self.task.cancel()
-        self.pool.shutdown(wait=True)
+@patch
+async def stop(self: MicroBatcher, timeout: float = 30) -> None:
+    "Finish the queued requests, then stop the task and the worker thread."
+    t_end = time.monotonic() + timeout
+    while (not self.queue.empty() or self.busy) and time.monotonic() < t_end:
+        await asyncio.sleep(0.01)
+    if self.task:
+        self.task.cancel()
+    self.pool.shutdown(wait=True)
 
 # %% ../nbs/05_serving.ipynb #31646f70
 class ServeMetrics:
@@ -411,12 +423,13 @@ def _add_probes(app, s: ServeSettings, m: ServeMetrics, state: dict) -> None:
 # %% ../nbs/05_serving.ipynb #ca-g-code
 def create_app(settings: ServeSettings | None = None, predictor: Predictor | None = None):
     "The FastAPI prediction service for one model bundle."
-    from fastapi import FastAPI, Query, Request
+    from fastapi import Query, Request
+    from fastapi_offline import FastAPIOffline  # /docs and /redoc with their scripts served locally, not from a CDN
     s = settings or ServeSettings.from_env()
     m = ServeMetrics()
     state = {"predictor": predictor, "batcher": None, "error": None}
     PredictRequest, PredictResponse = _schemas(s.max_sentences)
-    app = FastAPI(title="mlops-basics CoLA service", version="1.0", lifespan=_lifespan(s, m, state),
+    app = FastAPIOffline(title="mlops-basics CoLA service", version="1.0", lifespan=_lifespan(s, m, state),
                   description="Is an English sentence grammatically acceptable? CoLA classifier served from a model bundle.")
     app.add_middleware(RequestLimits, max_bytes=s.max_body_bytes, timeout_s=s.body_timeout_s,  # inside `frame`
                        max_in_flight=s.max_in_flight, on_reject=lambda kind: m.errors.labels(kind).inc())

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import lightning as L
 import numpy as np
+from fastcore.basics import patch
 
 from .core import LABELS, WANDB_MODES, ConfigError, DataError, write_json
 
@@ -75,6 +76,7 @@ class ValidationReport(L.Callback):
         self.last_misclassified: list[dict] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        "Record the epoch: metrics, confusion matrix, misclassified sentences; log them and save."
         if trainer.sanity_checking or not pl_module.val_outputs:
             return
         out = {k: np.concatenate([o[k].numpy() for o in pl_module.val_outputs]) for k in ("idx", "label", "pred", "prob")}
@@ -98,27 +100,34 @@ class ValidationReport(L.Callback):
             done = 1.0
         return round(trainer.current_epoch + min(1.0, done), 2)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = trainer.callback_metrics.get("train/loss_epoch")
-        if loss is not None and self.history:
-            self.history[-1]["train/loss"] = round(float(loss), 5)
-            self._save()
+# %% ../nbs/01_experiment_tracking.ipynb #75d8fc88
+@patch
+def on_train_epoch_end(self: ValidationReport, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    "Add the epoch's training loss to the last record."
+    loss = trainer.callback_metrics.get("train/loss_epoch")
+    if loss is not None and self.history:
+        self.history[-1]["train/loss"] = round(float(loss), 5)
+        self._save()
 
-    def _to_wandb(self, trainer: L.Trainer, out: dict) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-        for lg in trainer.loggers:
-            if isinstance(lg, WandbLogger):
-                import wandb
-                table = wandb.Table(columns=["sentence", "label", "predicted", "confidence"],
-                                    data=[list(r.values()) for r in self.last_misclassified])
-                cm = wandb.plot.confusion_matrix(y_true=out["label"].tolist(), preds=out["pred"].tolist(), class_names=self.names)
-                lg.experiment.log({"val/confusion_matrix": cm, "val/misclassified": table, "trainer/global_step": trainer.global_step})
+@patch
+def _to_wandb(self: ValidationReport, trainer: L.Trainer, out: dict) -> None:
+    "The confusion matrix and the misclassified table to every W&B logger of the trainer."
+    from lightning.pytorch.loggers import WandbLogger
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger):
+            import wandb
+            table = wandb.Table(columns=["sentence", "label", "predicted", "confidence"],
+                                data=[list(r.values()) for r in self.last_misclassified])
+            cm = wandb.plot.confusion_matrix(y_true=out["label"].tolist(), preds=out["pred"].tolist(), class_names=self.names)
+            lg.experiment.log({"val/confusion_matrix": cm, "val/misclassified": table, "trainer/global_step": trainer.global_step})
 
-    def _save(self) -> None:
-        if self.output_dir is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.output_dir / "history.json", {"history": self.history, "misclassified": self.last_misclassified})
+@patch
+def _save(self: ValidationReport) -> None:
+    "Write history.json (atomically) when the report has an output folder."
+    if self.output_dir is None:
+        return
+    self.output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(self.output_dir / "history.json", {"history": self.history, "misclassified": self.last_misclassified})
 
 # %% ../nbs/01_experiment_tracking.ipynb #d58038ec
 def read_history(output_dir: str | Path) -> dict:

@@ -124,15 +124,9 @@ def new_run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.runs).expanduser() / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.run_name}"
 
 # %% ../nbs/02_configuration.ipynb #0848d593
-def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
-    "Train from a composed config; checkpoint, history and metrics go to `output_dir`. Returns a summary."
-    import lightning as L
-    from mlops_basics.cola import ColaDataModule, load_tokenizer, make_trainer, model_from_config
-    from mlops_basics.tracking import ValidationReport, make_logger
-    check_config(cfg)
-    c = OmegaConf.to_container(cfg, resolve=True)
-    out = Path(output_dir or c["paths"].get("output_dir") or new_run_dir(cfg)).expanduser().resolve()
-    L.seed_everything(c["seed"], workers=True, verbose=False)
+def _prepare(c: dict, out: Path):
+    "The data (read and checked in full) and the model of a resolved config, each summarised in the log."
+    from mlops_basics.cola import ColaDataModule, load_tokenizer, model_from_config
     tokenizer = load_tokenizer(**c["model"])
     dm = ColaDataModule(tokenizer, seed=c["seed"], **c["data"])
     dm.setup()  # reads and checks every line: fails here, before anything is written
@@ -144,11 +138,15 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     _log.info("model: %s, %.1fM parameters (%.1fM trained); %s epochs, lr %g, head lr %g", c["model"]["name"], n_all, n_train,
              t["max_epochs"], t["lr"], t["head_lr"])
     _log.info("run folder: %s", out)
-    out.mkdir(parents=True, exist_ok=True)
+    return dm, model
+
+# %% ../nbs/02_configuration.ipynb #5a16cab7
+def _fit(c: dict, out: Path, dm, model, report) -> None:
+    "Fit with checkpoints staged in `checkpoints.partial/`, renamed to `checkpoints/` only when training ended well."
+    from mlops_basics.cola import make_trainer
+    from mlops_basics.tracking import make_logger
     logger = make_logger(c["logger"], out, c["run_name"], config=c)
-    report = ValidationReport(dm.raw["validation"]["sentence"], out, max_rows=c["logger"].get("log_misclassified", 50))
-    t0 = time.perf_counter()
-    try:  # checkpoints are written to checkpoints.partial and renamed only when training ended well
+    try:
         with staged_dir(out / "checkpoints") as partial:
             trainer = make_trainer(c["training"], ckpt_dir=partial, logger=logger, callbacks=[report])
             try:
@@ -163,11 +161,26 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     finally:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
-    secs, final = time.perf_counter() - t0, out / "checkpoints"
+
+# %% ../nbs/02_configuration.ipynb #187ecdbf
+def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
+    "Train from a composed config; checkpoint, history and metrics go to `output_dir`. Returns a summary."
+    import lightning as L
+    from mlops_basics.tracking import ValidationReport
+    check_config(cfg)
+    c = OmegaConf.to_container(cfg, resolve=True)
+    out = Path(output_dir or c["paths"].get("output_dir") or new_run_dir(cfg)).expanduser().resolve()
+    L.seed_everything(c["seed"], workers=True, verbose=False)
+    dm, model = _prepare(c, out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = ValidationReport(dm.raw["validation"]["sentence"], out, max_rows=c["logger"].get("log_misclassified", 50))
+    t0 = time.perf_counter()
+    _fit(c, out, dm, model, report)
     best = max(report.history, key=lambda h: h.get("val/mcc", -1))
     labels = dm.raw["validation"]["label"]
-    summary = {"output_dir": str(out), "checkpoint": str(final / "best.ckpt"), "best_epoch": best["epoch"],
-               "metrics": {k: v for k, v in best.items() if k.startswith("val/")}, "train_seconds": round(secs, 1),
+    summary = {"output_dir": str(out), "checkpoint": str(out / "checkpoints" / "best.ckpt"), "best_epoch": best["epoch"],
+               "metrics": {k: v for k, v in best.items() if k.startswith("val/")},
+               "train_seconds": round(time.perf_counter() - t0, 1),
                "majority_acc": round(max(sum(labels), len(labels) - sum(labels)) / len(labels), 4)}
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_json(out / "metrics.json", summary)

@@ -16,6 +16,7 @@ BIN = Path(sys.executable).parent
 MARKERS = {  # run a fast subset with, e.g., pytest -m "not containers and not dvc and not slow"
     "containers": "builds and runs images with podman (installed when missing): minutes",
     "dvc": "real git + DVC repositories, pipelines and remotes: minutes",
+    "browser": "renders pages in headless Chromium (installed by .ci/setup-chromium when missing)",
     "slow": "fine-tunes the real MiniLM backbone or runs notebooks: a minute or more",
 }
 
@@ -123,3 +124,14 @@ def minilm_bundle(tmp_path_factory) -> Path:
     ckpt = train(cfg, tmp / "run")["checkpoint"]
     export_bundle(ckpt, tmp / "bundle", data_dir=data)
     return tmp / "bundle"
+
+
+@pytest.fixture(scope="session")
+def chromium_ready() -> str:
+    "A headless Chromium for the browser tests (.ci/setup-chromium installs it when missing)."
+    r = subprocess.run(["bash", str(ROOT / ".ci/setup-chromium")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from mlops_basics.core import find_chromium
+    exe = find_chromium()
+    assert exe, "setup-chromium succeeded but no chromium is on PATH"
+    return exe

@@ -34,3 +34,15 @@ def test_committed_outputs_are_clean(path):
             text = o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
             assert not re.search(r"/(root|home|tmp|work)/", text), f"{path.name}: machine path in output: {text[:120]}"
             assert "Traceback" not in text and "\r" not in text, f"{path.name}: traceback or progress bar in output"
+            assert "\x1b[" not in text, f"{path.name}: terminal colour codes in output: {text[:120]!r}"
+            assert not (o.output_type == "stream" and o.name == "stderr"), f"{path.name}: stray stderr output: {text[:120]}"
+            assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {}), f"{path.name}: a widget (progress bar) output"
+
+
+@pytest.mark.parametrize("path", [*NBS, ROOT / "nbs" / "index.ipynb"], ids=lambda p: p.name)
+def test_exported_cells_are_short(path):
+    "A learner takes in a cell of at most ~40 lines; longer code is built up over several cells (fastcore's @patch)."
+    nb = nbformat.read(path, as_version=4)
+    long = [(i, len(c.source.splitlines())) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and c.source.startswith("#| export") and len(c.source.splitlines()) > 41]
+    assert not long, f"{path.name}: exported cells over 40 lines (cell index, lines): {long}"

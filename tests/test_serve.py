@@ -317,3 +317,15 @@ def test_slow_bodies_get_408_and_too_many_requests_in_flight_get_503(bundle, tmp
         assert 'mlops_errors_total{kind="body_timeout"} 2.0' in m and 'mlops_errors_total{kind="busy"} 1.0' in m
     finally:
         s.stop()
+
+
+@pytest.mark.browser
+def test_docs_page_renders_in_chromium_without_internet(server, chromium_ready, tmp_path):
+    "Swagger UI's scripts come from the service itself (no CDN), so /docs renders every endpoint offline."
+    from mlops_basics.core import rendered_html, screenshot
+    html = rendered_html(server.url + "/docs")
+    assert "cdn.jsdelivr.net" not in html and "/static-offline-docs/swagger-ui-bundle.js" in html
+    for path in ("/predict", "/health", "/ready", "/metrics"):  # written into the page by Swagger UI's script
+        assert f'data-path="{path}"' in html, path
+    png = screenshot(server.url + "/docs", tmp_path / "docs.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
