@@ -1,0 +1,151 @@
+"""Week 7 against a moto server process on loopback (no AWS): idempotent provisioning of the bucket, the ECR
+repository and the deploy identity; the trust and permission documents; bundles published to S3 and fetched
+back verified, a tampered object refused; the CLI's one-line errors."""
+import base64
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN
+
+REPO = "learner/mlops-basics"
+
+
+@pytest.fixture(scope="module")
+def aws():
+    from mlops_basics.registries import local_aws
+    with local_aws(region="eu-west-1") as url:
+        yield url
+
+
+def config(*overrides):
+    from mlops_basics.registries import aws_config
+    return aws_config([f"github.repository={REPO}", *overrides])
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "mlops-basics-registry"), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
+
+
+def test_provisioning_plans_applies_and_then_has_nothing_to_do(aws):
+    from mlops_basics.registries import client, deploy_policy, provision, trust_policy
+    cfg = config("bucket=prov-test", "ecr.repository=prov-api", "role_name=prov-deploy")
+    plan = provision(cfg, dry_run=True)
+    assert len(plan) == 10 and "create the bucket" in str(plan[0])
+    s3 = client("s3", cfg)
+    assert "prov-test" not in [b["Name"] for b in s3.list_buckets()["Buckets"]], "a dry run changed something"
+    assert [str(c) for c in provision(cfg)] == [str(c) for c in plan]
+    assert provision(cfg) == [] and provision(cfg, dry_run=True) == []
+    assert s3.get_bucket_versioning(Bucket="prov-test")["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket="prov-test")["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(s3.get_public_access_block(Bucket="prov-test")["PublicAccessBlockConfiguration"].values())
+    life = s3.get_bucket_lifecycle_configuration(Bucket="prov-test")["Rules"][0]
+    assert life["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    ecr = client("ecr", cfg)
+    repo = ecr.describe_repositories(repositoryNames=["prov-api"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"]["scanOnPush"]
+    keep = json.loads(ecr.get_lifecycle_policy(repositoryName="prov-api")["lifecyclePolicyText"])
+    assert keep["rules"][0]["selection"]["countNumber"] == 20
+    iam, account = client("iam", cfg), "123456789012"
+    assert iam.get_role(RoleName="prov-deploy")["Role"]["AssumeRolePolicyDocument"] == trust_policy(cfg, account)
+    assert iam.get_role_policy(RoleName="prov-deploy", PolicyName="deploy")["PolicyDocument"] == deploy_policy(cfg, account)
+
+
+def test_settings_changed_by_hand_are_put_back(aws):
+    from mlops_basics.registries import client, provision
+    cfg = config("bucket=drift-test", "ecr.repository=drift-api", "role_name=drift-deploy")
+    provision(cfg)
+    client("ecr", cfg).put_image_tag_mutability(repositoryName="drift-api", imageTagMutability="MUTABLE")
+    client("s3", cfg).put_bucket_versioning(Bucket="drift-test", VersioningConfiguration={"Status": "Suspended"})
+    client("iam", cfg).update_assume_role_policy(RoleName="drift-deploy", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+    fixed = [c.what for c in provision(cfg)]
+    assert fixed == ["keep every version of every object", "make tags immutable", "update who may assume it"]
+    assert provision(cfg) == []
+
+
+def test_only_this_repositorys_production_environment_may_assume_the_role():
+    from mlops_basics.registries import GITHUB_OIDC, trust_policy, trusts
+    trust = trust_policy(config(), "123456789012")
+    tok = lambda sub, **kw: {"iss": GITHUB_OIDC, "aud": "sts.amazonaws.com", "sub": sub, **kw}
+    assert trusts(trust, tok(f"repo:{REPO}:environment:production"))
+    for sub in (f"repo:{REPO}:environment:staging", f"repo:{REPO}:ref:refs/heads/main", f"repo:{REPO}:pull_request",
+                "repo:someone/mlops-basics:environment:production", f"repo:{REPO}x:environment:production"):
+        assert not trusts(trust, tok(sub)), sub
+    assert not trusts(trust, tok(f"repo:{REPO}:environment:production", aud="other"))
+    assert not trusts(trust, tok(f"repo:{REPO}:environment:production", iss="token.example.com"))
+    with pytest.raises(Exception, match="github.repository"):
+        trust_policy(config("github.repository=OWNER/REPO"), "123456789012")
+
+
+def test_the_deploy_role_may_do_only_what_the_deploy_job_does():
+    from mlops_basics.registries import allows, deploy_policy
+    cfg, acct = config("region=eu-west-1"), "123456789012"
+    pol = deploy_policy(cfg, acct)
+    actions = {a for s in pol["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
+                       "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage",
+                       "ecr:DescribeImages", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
+                       "lambda:UpdateFunctionCode", "lambda:GetFunction"}
+    assert not any("*" in a for a in actions)
+    repo = f"arn:aws:ecr:eu-west-1:{acct}:repository/mlops-basics-api"
+    fn = f"arn:aws:lambda:eu-west-1:{acct}:function:mlops-basics-api"
+    allowed = [("ecr:PutImage", repo), ("s3:PutObject", "arn:aws:s3:::mlops-basics-artifacts/models/v1/model.onnx"),
+               ("s3:GetObject", "arn:aws:s3:::mlops-basics-artifacts/dvc/files/md5/ab"), ("lambda:UpdateFunctionCode", fn),
+               ("ecr:GetAuthorizationToken", "*")]
+    denied = [("ecr:PutImage", repo.replace("mlops-basics-api", "other")), ("ecr:DeleteRepository", repo),
+              ("s3:DeleteObject", "arn:aws:s3:::mlops-basics-artifacts/models/v1/model.onnx"),
+              ("s3:PutObject", "arn:aws:s3:::mlops-basics-artifacts/elsewhere/x"),
+              ("s3:PutObject", "arn:aws:s3:::another-bucket/models/x"), ("lambda:UpdateFunctionCode", fn + "-other"),
+              ("lambda:DeleteFunction", fn), ("iam:PassRole", "*"), ("ecr:PutImage", repo.replace("eu-west-1", "us-east-1"))]
+    assert all(allows(pol, a, r) for a, r in allowed)
+    assert not any(allows(pol, a, r) for a, r in denied)
+
+
+def test_a_bundle_is_published_with_checksums_and_fetched_back_verified(aws, bundle, tmp_path):
+    from mlops_basics.core import MlopsBasicsError
+    from mlops_basics.registries import client, fetch_bundle, provision, publish_bundle
+    cfg = config("bucket=models-test", "ecr.repository=models-api", "role_name=models-deploy")
+    provision(cfg)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    r = publish_bundle(bundle, cfg)
+    assert r["version"] == manifest["version"] and r["uri"] == f"s3://models-test/models/{manifest['version']}/"
+    s3 = client("s3", cfg)
+    for name, f in manifest["files"].items():  # S3 holds the SHA-256 the manifest records
+        head = s3.head_object(Bucket="models-test", Key=f"models/{manifest['version']}/{name}", ChecksumMode="ENABLED")
+        assert base64.b64decode(head["ChecksumSHA256"]).hex() == f["sha256"]
+    assert fetch_bundle(tmp_path / "latest", cfg)["version"] == manifest["version"]
+    assert fetch_bundle(tmp_path / "byversion", cfg, manifest["version"])["version"] == manifest["version"]
+    for name in manifest["files"]:
+        assert (tmp_path / "latest" / name).read_bytes() == (bundle / name).read_bytes()
+    s3.put_object(Bucket="models-test", Key=f"models/{manifest['version']}/model.onnx", Body=b"not a model")
+    with pytest.raises(MlopsBasicsError, match="is damaged: model.onnx"):
+        fetch_bundle(tmp_path / "tampered", cfg)
+    assert not (tmp_path / "tampered").exists() and not (tmp_path / "tampered.partial").exists()
+    with pytest.raises(MlopsBasicsError, match="no bundle 000000000000"):
+        fetch_bundle(tmp_path / "missing", cfg, "000000000000")
+
+
+def test_the_cli_provisions_publishes_and_fetches_and_errors_in_one_line(aws, bundle, tmp_path):
+    over = [f"github.repository={REPO}", "bucket=cli-test", "ecr.repository=cli-api", "role_name=cli-deploy"]
+    r = cli("provision", "--dry-run", *over)  # 9 or 10: GitHub's OIDC provider is one per account (an earlier test made it)
+    n = r.stdout.count("plan: ")
+    assert r.returncode == 0 and n in (9, 10) and "plan: s3://cli-test: create the bucket" in r.stdout, r.stderr
+    r = cli("provision", *over)
+    assert r.returncode == 0 and f"changed {n} setting(s)" in r.stdout
+    r = cli("provision", *over)
+    assert r.returncode == 0 and r.stdout.strip() == "up to date: nothing to change"
+    r = cli("fetch-bundle", tmp_path / "none", *over[1:2])
+    assert r.returncode == 2 and "nothing was published" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = cli("publish-bundle", bundle, *over)
+    assert r.returncode == 0 and "published bundle" in r.stdout, r.stderr
+    r = cli("fetch-bundle", tmp_path / "got", *over)
+    assert r.returncode == 0 and (tmp_path / "got" / "manifest.json").is_file(), r.stderr
+    for bad in (["provision", "github.repository=OWNER/REPO"], ["publish-bundle", tmp_path / "no-bundle", *over],
+                ["provision", "no_such_key=1"]):
+        r = cli(*bad)
+        assert r.returncode == 2 and r.stderr.startswith("mlops-basics-registry: error:") and "Traceback" not in r.stderr, r.stderr
