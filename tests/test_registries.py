@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, ROOT
 
 REPO = "learner/mlops-basics"
 
@@ -149,3 +149,60 @@ def test_the_cli_provisions_publishes_and_fetches_and_errors_in_one_line(aws, bu
                 ["provision", "no_such_key=1"]):
         r = cli(*bad)
         assert r.returncode == 2 and r.stderr.startswith("mlops-basics-registry: error:") and "Traceback" not in r.stderr, r.stderr
+
+
+def podman_env() -> dict:
+    "The environment for podman on this host (docker/setup-podman installs it when missing)."
+    r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])
+    return env
+
+
+@pytest.mark.containers
+@pytest.mark.timeout(900)
+def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_digest(aws, bundle, tmp_path, monkeypatch):
+    "moto's ECR API hands out the token; a real registry process (docker-registry) holds the bytes."
+    from mlops_basics.cicd import smoke_image
+    from mlops_basics.core import MlopsBasicsError
+    from mlops_basics.registries import client, ecr_login, local_registry, push_image
+    env = podman_env()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    cfg = config()
+    user, password = base64.b64decode(client("ecr", cfg).get_authorization_token()["authorizationData"][0]
+                                      ["authorizationToken"]).decode().split(":", 1)
+    local = f"localhost/mlops-basics-api:reg-{os.getpid()}"
+    r = subprocess.run(["bash", str(ROOT / "docker/build-image"), str(bundle), local], capture_output=True, text=True,
+                       env={**env, "PYTHON": str(BIN / "python")}, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    version = json.loads((bundle / "manifest.json").read_text())["version"]
+    try:
+        with local_registry(user, "not-the-token", tmp_path / "wrong") as host:  # a registry that refuses the token
+            with pytest.raises(MlopsBasicsError, match="login"):
+                ecr_login(config(f"ecr.registry={host}"))
+        with local_registry(user, password, tmp_path / "registry") as host:
+            cfg = config(f"ecr.registry={host}")
+            pushed = push_image(local, cfg, "a" * 40, version)
+            assert pushed["ref"] == f"{host}/mlops-basics-api:{'a' * 12}-{version}"
+            assert pushed["digest"].startswith("sha256:") and len(pushed["digest"]) == 71
+            assert pushed["media_type"] == "application/vnd.docker.distribution.manifest.v2+json"  # one image, no index
+            assert subprocess.run(["podman", "login", "--get-login", host], capture_output=True, env=env).returncode != 0
+            subprocess.run(["podman", "rmi", "-f", pushed["ref"], local], capture_output=True, env=env)
+            ecr_login(cfg)
+            pull = subprocess.run(["podman", "pull", "--tls-verify=false", pushed["by_digest"]], capture_output=True, text=True, env=env)
+            assert pull.returncode == 0, pull.stderr
+            assert smoke_image(pushed["by_digest"], bundle)["model_version"] == version
+            # .ci/publish as the deploy job runs it: the bundle to S3, the image to the registry, through the CLI
+            r = cli("publish-bundle", bundle, f"github.repository={REPO}", "bucket=publish-test")
+            assert r.returncode == 2 and "AWS said no" in r.stderr and "Traceback" not in r.stderr  # no bucket yet
+            from mlops_basics.registries import provision
+            provision(config("bucket=publish-test"))
+            subprocess.run(["podman", "tag", pushed["by_digest"], local], capture_output=True, env=env)
+            r = subprocess.run(["bash", str(ROOT / ".ci/publish"), str(bundle), local], capture_output=True, text=True, timeout=600,
+                               env={**env, "MLOPS_BASICS_REGISTRY": host, "MLOPS_BASICS_GITHUB_REPOSITORY": REPO,
+                                    "MLOPS_BASICS_S3_BUCKET": "publish-test"})
+            assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout, r.stdout + r.stderr
+    finally:
+        subprocess.run(["podman", "rmi", "-f", local, pushed["by_digest"] if "pushed" in dir() else local], capture_output=True, env=env)
