@@ -309,7 +309,9 @@ def local_registry(user: str, password: str, root: str | Path):
         port = s.getsockname()[1]
     (root / "config.yml").write_text(json.dumps({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
         "http": {"addr": f"127.0.0.1:{port}"}, "auth": {"htpasswd": {"realm": "mlops-basics", "path": str(root / "htpasswd")}}}))
-    proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}  # REGISTRY_* would override the config
+    proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
@@ -318,6 +320,8 @@ def local_registry(user: str, password: str, root: str | Path):
                 break  # 401: up, and asking for the password
             except OSError:
                 time.sleep(0.1)
+        else:
+            raise MlopsBasicsError(f"the local registry did not start on port {port}", fix=f"run docker-registry serve {root}/config.yml by hand.")
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate(); proc.wait(10)

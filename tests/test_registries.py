@@ -4,7 +4,11 @@ back verified, a tampered object refused; the CLI's one-line errors."""
 import base64
 import json
 import os
+import re
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +172,7 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
     from mlops_basics.core import MlopsBasicsError
     from mlops_basics.registries import client, ecr_login, local_registry, push_image
     env = podman_env()
+    env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only (podman and skopeo read it)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     cfg = config()
@@ -194,6 +199,8 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
             pull = subprocess.run(["podman", "pull", "--tls-verify=false", pushed["by_digest"]], capture_output=True, text=True, env=env)
             assert pull.returncode == 0, pull.stderr
             assert smoke_image(pushed["by_digest"], bundle)["model_version"] == version
+            assert json.loads((tmp_path / "auth.json").read_text())["auths"].get(host), "ecr_login stored no login"
+            subprocess.run(["podman", "logout", host], capture_output=True, env=env)
             # .ci/publish as the deploy job runs it: the bundle to S3, the image to the registry, through the CLI
             r = cli("publish-bundle", bundle, f"github.repository={REPO}", "bucket=publish-test")
             assert r.returncode == 2 and "AWS said no" in r.stderr and "Traceback" not in r.stderr  # no bucket yet
@@ -204,5 +211,29 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
                                env={**env, "MLOPS_BASICS_REGISTRY": host, "MLOPS_BASICS_GITHUB_REPOSITORY": REPO,
                                     "MLOPS_BASICS_S3_BUCKET": "publish-test"})
             assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout, r.stdout + r.stderr
+            scan_for_secrets(password, env, local, [tmp_path, ROOT / "nbs"], r.stdout + r.stderr)
     finally:
         subprocess.run(["podman", "rmi", "-f", local, pushed["by_digest"] if "pushed" in dir() else local], capture_output=True, env=env)
+
+
+def scan_for_secrets(token: str, env: dict, image: str, folders: list, log: str) -> None:
+    "After the whole flow: the ECR token (plain or base64, as auth files keep it) and AWS key ids are nowhere."
+    forms = [token.encode(), base64.b64encode(f"AWS:{token}".encode())]
+    key_id = re.compile(rb"(?<![A-Z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+    def clean(blob: bytes, where: str):
+        assert not any(f in blob for f in forms), f"the registry token is in {where}"
+        assert not key_id.search(blob), f"an AWS access key id is in {where}"
+    clean(log.encode(), "the CLI's output")
+    for folder in folders:  # the registry's storage and password file, the notebooks with their outputs
+        for f in Path(folder).rglob("*"):
+            if f.is_file() and f.stat().st_size < 200e6:
+                clean(f.read_bytes(), str(f))
+    auth = Path(env["REGISTRY_AUTH_FILE"])
+    assert auth.is_file(), "the logins did not use the test's auth file"
+    clean(auth.read_bytes(), "the engine's auth file after the flow (push-image logs out)")
+    tar = Path(tempfile.mkdtemp()) / "image.tar"
+    try:  # every layer of the image
+        subprocess.run(["podman", "save", "-o", str(tar), image], check=True, capture_output=True, env=env)
+        clean(tar.read_bytes(), f"the image {image}")
+    finally:
+        shutil.rmtree(tar.parent, ignore_errors=True)
