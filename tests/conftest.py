@@ -135,3 +135,12 @@ def chromium_ready() -> str:
     exe = find_chromium()
     assert exe, "setup-chromium succeeded but no chromium is on PATH"
     return exe
+
+
+def podman_env() -> dict:
+    "This process's environment plus what podman needs on this host (docker/setup-podman installs it when missing)."
+    r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])  # "export CONTAINERS_CONF=... BASE_IMAGE=..."
+    return env

@@ -3,15 +3,13 @@ flags each violation in bad workflows; every .ci/ script a workflow runs exists,
 offline run here (the deploy's build and smoke test with podman; the gate against a loopback HTTP server)."""
 import json
 import os
-import shlex
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, podman_env
 
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
 GOOD_DEPLOY = """\
@@ -200,11 +198,7 @@ def test_the_deploy_jobs_local_part_builds_and_smoke_tests_the_image(bundle, tmp
 def remove_image(deploy_output: str) -> None:
     "Remove the image a .ci/deploy run built (its tag is on the `--- build TAG with ENGINE` line)."
     tag = next(l.split()[2] for l in deploy_output.splitlines() if l.startswith("--- build "))
-    env = dict(os.environ)
-    out = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True).stdout
-    for kv in shlex.split(out.strip().removeprefix("export ")):
-        k, v = kv.split("=", 1)
-        env[k] = v
+    env = podman_env()
     subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, env=env)
     subprocess.run(["podman", "image", "prune", "-f"], capture_output=True, env=env)  # the untagged build stages
 

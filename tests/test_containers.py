@@ -3,15 +3,13 @@ called through its published port; compose up/down through podman's Docker-compa
 the Dockerfile linted with hadolint."""
 import json
 import os
-import shlex
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import BIN, ROOT, free_port, wait_ready
+from conftest import BIN, ROOT, free_port, podman_env, wait_ready
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.containers]
 
@@ -19,13 +17,7 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.containers]
 @pytest.fixture(scope="module")
 def engine() -> dict:
     "Environment for podman on this host (installs podman and the local base image when missing)."
-    r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    env = dict(os.environ)
-    for kv in shlex.split(r.stdout.strip().removeprefix("export ")):
-        k, v = kv.split("=", 1)
-        env[k] = v
-    return env
+    return podman_env()
 
 
 def podman(*args, env, check=True, timeout=300) -> subprocess.CompletedProcess:
@@ -43,6 +35,7 @@ def image(engine, bundle) -> str:
     assert r.returncode == 0, r.stderr[-3000:]
     yield tag
     podman("rmi", "-f", tag, env=engine, check=False)
+    podman("image", "prune", "-f", env=engine, check=False)  # the untagged build stages
 
 
 def test_dockerfile_passes_hadolint():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, write_cola
+from conftest import ROOT, run_cli
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, podman_env
 
 REPO = "learner/mlops-basics"
 
@@ -155,14 +155,6 @@ def test_the_cli_provisions_publishes_and_fetches_and_errors_in_one_line(aws, bu
         assert r.returncode == 2 and r.stderr.startswith("mlops-basics-registry: error:") and "Traceback" not in r.stderr, r.stderr
 
 
-def podman_env() -> dict:
-    "The environment for podman on this host (docker/setup-podman installs it when missing)."
-    r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    env = dict(os.environ)
-    env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])
-    return env
-
 
 @pytest.mark.containers
 @pytest.mark.timeout(900)
@@ -212,8 +204,11 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
                                     "MLOPS_BASICS_S3_BUCKET": "publish-test"})
             assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout, r.stdout + r.stderr
             scan_for_secrets(password, env, local, [tmp_path, ROOT / "nbs"], r.stdout + r.stderr)
-    finally:
-        subprocess.run(["podman", "rmi", "-f", local, pushed["by_digest"] if "pushed" in dir() else local], capture_output=True, env=env)
+    finally:  # the local image and every copy pulled or tagged from the test's registries
+        refs = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True,
+                              env=env).stdout.split()
+        mine = [r for r in refs if r.startswith("127.0.0.1:") and "/mlops-basics-api:" in r and r.endswith(f"-{version}")]
+        subprocess.run(["podman", "rmi", "-f", local, *mine], capture_output=True, env=env)
 
 
 def scan_for_secrets(token: str, env: dict, image: str, folders: list, log: str) -> None:
