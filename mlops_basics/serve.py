@@ -204,6 +204,7 @@ async def read_body(receive, max_bytes: int, timeout_s: float) -> bytes | None:
         more = msg.get("more_body", False)
     return b"".join(chunks)
 
+# %% ../nbs/05_serving.ipynb #replay-code
 def _replay(body: bytes, receive):
     "An ASGI `receive` that gives `body` once, then waits on the real one (for the disconnect)."
     sent = False
@@ -214,7 +215,6 @@ def _replay(body: bytes, receive):
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
     return replay
-
 
 # %% ../nbs/05_serving.ipynb #ba0d6750
 class RequestLimits:
