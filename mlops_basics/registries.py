@@ -6,7 +6,7 @@
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'local_aws', 'aws_config', 'client', 'account_id', 'trust_policy',
            'deploy_policy', 'allows', 'trusts', 'Change', 'bucket_changes', 'lifecycle_rules', 'repository_changes',
            'identity_changes', 'provision', 'publish_bundle', 'resolve_version', 'fetch_bundle', 'local_registry',
-           'ecr_login', 'manifest_type', 'push_image', 'main']
+           'ecr_login', 'raw_manifest', 'manifest_type', 'image_details', 'record_image', 'push_image', 'main']
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import argparse
@@ -343,18 +343,43 @@ def ecr_login(cfg, engine: str = "podman") -> str:
     return host
 
 # %% ../nbs/07_registries.ipynb #0a48a415
+def raw_manifest(ref: str) -> bytes:
+    "An image's manifest exactly as its registry stores it: its sha256 is the image's digest."
+    r = subprocess.run(["skopeo", "inspect", "--raw", *(["--tls-verify=false"] if _insecure(ref) else []), f"docker://{ref}"],
+                       capture_output=True)
+    if r.returncode:
+        raise MlopsBasicsError(f"skopeo could not read {ref}: {r.stderr.decode(errors='replace').strip()[-200:]}",
+                               fix="check the reference and the login.")
+    return r.stdout
+
 def manifest_type(ref: str) -> str:
     "The media type of an image's manifest in its registry (a single image, or an index of several)."
-    r = subprocess.run(["skopeo", "inspect", "--raw", *(["--tls-verify=false"] if _insecure(ref) else []), f"docker://{ref}"],
-                       capture_output=True, text=True)
-    if r.returncode:
-        raise MlopsBasicsError(f"skopeo could not read {ref}: {r.stderr.strip()[-200:]}", fix="check the reference and the login.")
-    return json.loads(r.stdout)["mediaType"]
+    return json.loads(raw_manifest(ref))["mediaType"]
 
+# %% ../nbs/07_registries.ipynb #w7-ecr-api
+def image_details(cfg, tag: str) -> dict:
+    "What ECR's API says of one tag: digest, tags, size, push time, manifest type and scan status."
+    d = client("ecr", cfg).describe_images(repositoryName=cfg.ecr.repository, imageIds=[{"imageTag": tag}])["imageDetails"][0]
+    return {"digest": d["imageDigest"], "tags": d.get("imageTags", []), "bytes": d.get("imageSizeInBytes"),
+            "pushed_at": d["imagePushedAt"].isoformat(timespec="seconds"), "media_type": d.get("imageManifestMediaType"),
+            "scan": d.get("imageScanStatus", {}).get("status", "not reported")}
+
+def record_image(cfg, tag: str, manifest: bytes) -> str:
+    "Stand-ins only: register a manifest the local registry stored with ECR's API, as a push to ECR does; its digest."
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    ecr = client("ecr", cfg)
+    try:  # ECR checks the digest we name against the manifest
+        ecr.put_image(repositoryName=cfg.ecr.repository, imageManifest=manifest.decode(), imageTag=tag, imageDigest=digest)
+    except (ecr.exceptions.ImageAlreadyExistsException, ecr.exceptions.ImageTagAlreadyExistsException):
+        pass  # the tag is taken: image_details says whether by this manifest
+    return digest
+
+# %% ../nbs/07_registries.ipynb #w7-push
 def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman") -> dict:
-    "Tag the image `<commit>-<bundle version>`, push it as a single-platform manifest; its reference, digest and manifest type."
+    "Tag the image `<commit>-<bundle version>`, push it as a single-platform manifest, check its digest with ECR; what was pushed."
     host = ecr_login(cfg, engine)
-    ref = f"{host}/{cfg.ecr.repository}:{commit[:12]}-{version}"
+    tag = f"{commit[:12]}-{version}"
+    ref = f"{host}/{cfg.ecr.repository}:{tag}"
     digest_file = Path(tempfile.mkdtemp()) / "digest"
     t0 = time.perf_counter()
     try:
@@ -363,12 +388,21 @@ def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman
             if r.returncode:
                 raise MlopsBasicsError(f"{engine} {cmd[0]} {ref} failed: {r.stderr.strip()[-300:]}",
                                        fix="an immutable tag cannot be pushed twice: push a new commit.")
-        digest, media = digest_file.read_text().strip(), manifest_type(ref)  # what the registry stored
+        digest, manifest = digest_file.read_text().strip(), raw_manifest(ref)  # what the registry stored
+        seconds = round(time.perf_counter() - t0, 1)
     finally:  # the token the engine stored is removed with the login
         subprocess.run([engine, "logout", host], capture_output=True)
         shutil.rmtree(digest_file.parent, ignore_errors=True)
-    return {"ref": ref, "digest": digest, "by_digest": f"{host}/{cfg.ecr.repository}@{digest}",
-            "seconds": round(time.perf_counter() - t0, 1), "media_type": media}
+    if "sha256:" + hashlib.sha256(manifest).hexdigest() != digest:
+        raise MlopsBasicsError(f"the registry's manifest for {ref} does not hash to {digest}", fix="push again; check the registry's storage.")
+    if cfg.ecr.registry:  # a stand-in registry: tell ECR's API what it stored
+        record_image(cfg, tag, manifest)
+    ecr_says = image_details(cfg, tag)
+    if ecr_says["digest"] != digest:
+        raise MlopsBasicsError(f"ECR says {tag} is {ecr_says['digest']}, not the {digest} just pushed",
+                               fix="tags are immutable: push from a new commit (the tag is <commit>-<bundle version>).")
+    return {"ref": ref, "digest": digest, "by_digest": f"{host}/{cfg.ecr.repository}@{digest}", "seconds": seconds,
+            "media_type": json.loads(manifest)["mediaType"], "ecr": ecr_says}
 
 # %% ../nbs/07_registries.ipynb #w7-043
 _PROG = "mlops-basics-registry"
@@ -423,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
             from mlops_basics.predict import read_manifest
             commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "0" * 12
             r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine)
-            print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']}")
+            print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})")
     except MlopsBasicsError as e:
         fail(_PROG, e)
     except Exception as e:  # botocore's errors: one line, not a stack trace

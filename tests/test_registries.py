@@ -2,6 +2,7 @@
 repository and the deploy identity; the trust and permission documents; bundles published to S3 and fetched
 back verified, a tampered object refused; the CLI's one-line errors."""
 import base64
+import hashlib
 import json
 import os
 import re
@@ -156,18 +157,48 @@ def test_the_cli_provisions_publishes_and_fetches_and_errors_in_one_line(aws, bu
 
 
 
+def manifest(layer: bytes) -> bytes:
+    "A single-image manifest naming one layer (ECR's API keeps manifests, not layers)."
+    blob = lambda b: {"size": len(b), "digest": "sha256:" + hashlib.sha256(b).hexdigest()}
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **blob(b"{}")},
+                       "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", **blob(layer)}]}).encode()
+
+
+def test_ecr_reports_the_pushed_digest_and_keeps_tags_immutable(aws):
+    from mlops_basics.registries import client, image_details, provision, record_image
+    cfg = config("ecr.repository=metadata-test")
+    provision(cfg)
+    one, two = manifest(b"layer one"), manifest(b"layer two")
+    digest = record_image(cfg, "c0ffee-v1", one)
+    assert digest == "sha256:" + hashlib.sha256(one).hexdigest()
+    seen = image_details(cfg, "c0ffee-v1")
+    assert seen["digest"] == digest and seen["tags"] == ["c0ffee-v1"]
+    assert seen["media_type"] == "application/vnd.docker.distribution.manifest.v2+json" and seen["pushed_at"]
+    assert record_image(cfg, "c0ffee-v1", one) == digest  # the same push again: nothing changes
+    record_image(cfg, "c0ffee-v1", two)  # other bytes under a taken tag: ECR keeps the first
+    assert image_details(cfg, "c0ffee-v1")["digest"] == digest
+    assert record_image(cfg, "beef-v2", one) == digest  # a second tag for the same image
+    assert set(image_details(cfg, "beef-v2")["tags"]) == {"c0ffee-v1", "beef-v2"}
+    repo = client("ecr", cfg).describe_repositories(repositoryNames=["metadata-test"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"]["scanOnPush"]
+    with pytest.raises(Exception, match="ImageNotFound"):
+        image_details(cfg, "never-pushed")
+
+
 @pytest.mark.containers
 @pytest.mark.timeout(900)
 def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_digest(aws, bundle, tmp_path, monkeypatch):
     "moto's ECR API hands out the token; a real registry process (docker-registry) holds the bytes."
     from mlops_basics.cicd import smoke_image
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.registries import client, ecr_login, local_registry, push_image
+    from mlops_basics.registries import client, ecr_login, local_registry, provision, push_image, record_image
     env = podman_env()
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only (podman and skopeo read it)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     cfg = config()
+    provision(cfg)  # the ECR repository: push_image checks the digest with ECR's API
     user, password = base64.b64decode(client("ecr", cfg).get_authorization_token()["authorizationData"][0]
                                       ["authorizationToken"]).decode().split(":", 1)
     local = f"localhost/mlops-basics-api:reg-{os.getpid()}"
@@ -185,6 +216,11 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
             assert pushed["ref"] == f"{host}/mlops-basics-api:{'a' * 12}-{version}"
             assert pushed["digest"].startswith("sha256:") and len(pushed["digest"]) == 71
             assert pushed["media_type"] == "application/vnd.docker.distribution.manifest.v2+json"  # one image, no index
+            assert pushed["ecr"]["digest"] == pushed["digest"] and pushed["ecr"]["tags"] == [f"{'a' * 12}-{version}"]
+            assert client("ecr", cfg).describe_images(repositoryName="mlops-basics-api", imageIds=[{"imageDigest": pushed["digest"]}])
+            record_image(cfg, f"{'b' * 12}-{version}", manifest(b"someone else's"))  # the tag is taken by other bytes
+            with pytest.raises(MlopsBasicsError, match="tags are immutable"):
+                push_image(local, cfg, "b" * 40, version)
             assert subprocess.run(["podman", "login", "--get-login", host], capture_output=True, env=env).returncode != 0
             subprocess.run(["podman", "rmi", "-f", pushed["ref"], local], capture_output=True, env=env)
             ecr_login(cfg)
@@ -196,13 +232,12 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
             # .ci/publish as the deploy job runs it: the bundle to S3, the image to the registry, through the CLI
             r = cli("publish-bundle", bundle, f"github.repository={REPO}", "bucket=publish-test")
             assert r.returncode == 2 and "AWS said no" in r.stderr and "Traceback" not in r.stderr  # no bucket yet
-            from mlops_basics.registries import provision
             provision(config("bucket=publish-test"))
             subprocess.run(["podman", "tag", pushed["by_digest"], local], capture_output=True, env=env)
             r = subprocess.run(["bash", str(ROOT / ".ci/publish"), str(bundle), local], capture_output=True, text=True, timeout=600,
                                env={**env, "MLOPS_BASICS_REGISTRY": host, "MLOPS_BASICS_GITHUB_REPOSITORY": REPO,
                                     "MLOPS_BASICS_S3_BUCKET": "publish-test"})
-            assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout, r.stdout + r.stderr
+            assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout and "ECR's API agrees" in r.stdout, r.stdout + r.stderr
             scan_for_secrets(password, env, local, [tmp_path, ROOT / "nbs"], r.stdout + r.stderr)
     finally:  # the local image and every copy pulled or tagged from the test's registries
         refs = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True,
