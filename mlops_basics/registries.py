@@ -34,14 +34,15 @@ from .core import ConfigError, MlopsBasicsError, fail, staged_dir
 # %% ../nbs/07_registries.ipynb #w7-007
 @contextmanager
 def local_aws(region: str = "us-east-1"):
-    "A moto server process on a free local port standing in for AWS (S3, ECR, IAM, STS), with dummy credentials; yields its URL."
+    "A moto server process on a free local port standing in for AWS (S3, ECR, IAM, STS, Lambda), with dummy credentials; yields its URL."
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "moto_server"
     if not exe.exists():
         raise ConfigError("moto_server is not installed", fix="pip install -e '.[dev]' (moto[server] comes with it).")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "MOTO_LAMBDA_STUB_ECR": "false"})  # Lambda refuses images ECR does not have
     env = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=region, AWS_DEFAULT_REGION=region)
     url = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in [*env, "MLOPS_BASICS_AWS_ENDPOINT"]}
@@ -94,8 +95,9 @@ def trust_policy(cfg, account: str) -> dict:
 
 # %% ../nbs/07_registries.ipynb #w7-017
 def deploy_policy(cfg, account: str) -> dict:
-    "What the deploy job may do: push to one ECR repository, read/write one S3 prefix, update one Lambda function."
+    "What the deploy job may do: push to one ECR repository, read/write one S3 prefix, deploy one Lambda function."
     r, b = f"arn:aws:ecr:{cfg.region}:{account}:repository/{cfg.ecr.repository}", cfg.bucket
+    fn = f"arn:aws:lambda:{cfg.region}:{account}:function:{cfg.lambda_function}"
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {"Sid": "EcrPush", "Effect": "Allow", "Resource": r, "Action": [
@@ -105,8 +107,14 @@ def deploy_policy(cfg, account: str) -> dict:
          "Resource": [f"arn:aws:s3:::{b}/{cfg.models_prefix}/*", f"arn:aws:s3:::{b}/{cfg.dvc_prefix}/*"]},
         {"Sid": "List", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{b}",
          "Condition": {"StringLike": {"s3:prefix": [f"{cfg.models_prefix}/*", f"{cfg.dvc_prefix}/*"]}}},
-        {"Sid": "Lambda", "Effect": "Allow", "Action": ["lambda:UpdateFunctionCode", "lambda:GetFunction"],
-         "Resource": f"arn:aws:lambda:{cfg.region}:{account}:function:{cfg.lambda_function}"}]}
+        {"Sid": "Lambda", "Effect": "Allow", "Resource": [fn, f"{fn}:*"], "Action": [  # week 8's deploy, smoke test, rollback
+            f"lambda:{a}" for a in ("GetFunction", "CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration",
+                                    "PublishVersion", "ListVersionsByFunction", "GetAlias", "CreateAlias", "UpdateAlias",
+                                    "GetFunctionUrlConfig", "CreateFunctionUrlConfig", "UpdateFunctionUrlConfig",
+                                    "AddPermission", "PutFunctionConcurrency", "DeleteFunctionConcurrency", "InvokeFunction")]},
+        {"Sid": "PassExecutionRole", "Effect": "Allow", "Action": "iam:PassRole",  # the function's role, to Lambda only
+         "Resource": f"arn:aws:iam::{account}:role/{cfg.function.execution_role}",
+         "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}}]}
 
 # %% ../nbs/07_registries.ipynb #w7-019
 def _match(pattern: str, value: str) -> bool:
@@ -375,10 +383,10 @@ def record_image(cfg, tag: str, manifest: bytes) -> str:
     return digest
 
 # %% ../nbs/07_registries.ipynb #w7-push
-def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman") -> dict:
-    "Tag the image `<commit>-<bundle version>`, push it as a single-platform manifest, check its digest with ECR; what was pushed."
+def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman", suffix: str = "") -> dict:
+    "Tag the image `<commit>-<bundle version>[-suffix]`, push it as a single-platform manifest, check its digest with ECR; what was pushed."
     host = ecr_login(cfg, engine)
-    tag = f"{commit[:12]}-{version}"
+    tag = f"{commit[:12]}-{version}" + (f"-{suffix}" if suffix else "")  # suffix: e.g. lambda, for week 8's image
     ref = f"{host}/{cfg.ecr.repository}:{tag}"
     digest_file = Path(tempfile.mkdtemp()) / "digest"
     t0 = time.perf_counter()
@@ -431,6 +439,7 @@ def _parser():
     s.add_argument("image", help="the local image (docker/build-image BUNDLE TAG)")
     s.add_argument("--bundle", required=True, help="the bundle inside it (for its version)")
     s.add_argument("--engine", default="podman")
+    s.add_argument("--suffix", default="", help="appended to the tag, e.g. lambda for the Lambda image (week 8)")
     for s in sub.choices.values():
         s.add_argument("overrides", nargs="*", help="Hydra overrides of conf/aws.yaml, e.g. bucket=NAME")
     return p
@@ -456,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             from mlops_basics.predict import read_manifest
             commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "0" * 12
-            r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine)
+            r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine, a.suffix)
             print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})")
     except MlopsBasicsError as e:
         fail(_PROG, e)

@@ -94,8 +94,12 @@ def test_the_deploy_role_may_do_only_what_the_deploy_job_does():
     actions = {a for s in pol["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == {"ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
                        "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage",
-                       "ecr:DescribeImages", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
-                       "lambda:UpdateFunctionCode", "lambda:GetFunction"}
+                       "ecr:DescribeImages", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "iam:PassRole",
+                       *(f"lambda:{a}" for a in ("GetFunction", "CreateFunction", "UpdateFunctionCode",
+                                                 "UpdateFunctionConfiguration", "PublishVersion", "ListVersionsByFunction",
+                                                 "GetAlias", "CreateAlias", "UpdateAlias", "GetFunctionUrlConfig",
+                                                 "CreateFunctionUrlConfig", "UpdateFunctionUrlConfig", "AddPermission",
+                                                 "PutFunctionConcurrency", "DeleteFunctionConcurrency", "InvokeFunction"))}
     assert not any("*" in a for a in actions)
     repo = f"arn:aws:ecr:eu-west-1:{acct}:repository/mlops-basics-api"
     fn = f"arn:aws:lambda:eu-west-1:{acct}:function:mlops-basics-api"
