@@ -80,7 +80,9 @@ def build_2021(bundle: Path, tag: str, engine: str) -> None:
     "The 2021-style image: the training stack's wheels, the fp32 model, the handler above."
     ctx = Path(tempfile.mkdtemp(prefix="lambda-2021-"))
     try:
-        sh(sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", ctx / "wheels", f"{ROOT}[train]", "awslambdaric")
+        from importlib.metadata import version  # this machine's torch build (a CPU one), not the newest on PyPI (CUDA, GBs)
+        sh(sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", ctx / "wheels", f"{ROOT}[train]", "awslambdaric",
+           f"torch=={version('torch')}")
         (ctx / "bundle").mkdir()
         for f in ("model.onnx", "tokenizer.json", "manifest.json"):
             shutil.copy(bundle / f, ctx / "bundle" / f)
@@ -108,7 +110,8 @@ def one_round(image: str, invokes: int, engine: str) -> dict:
             warm.append(1000 * (time.perf_counter() - t0))
         log = fn.log()
     m = re.search(r"INIT REPORT\(durationMs: ([\d.]+)", log)
-    if not m or "errorType" in json.dumps(first):
+    answered = isinstance(first, list) and first and "label" in first[0] or isinstance(first, dict) and first.get("predictions")
+    if not m or not answered:
         raise SystemExit(f"bench/lambda_coldstart.py: error: {image} did not answer: {json.dumps(first)[:300]}\n{log[-600:]}")
     return {"init_ms": float(m.group(1)), "first_invoke_ms": first_ms, "warm_ms": warm}
 

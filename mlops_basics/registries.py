@@ -466,7 +466,8 @@ def main(argv: list[str] | None = None) -> None:
             from mlops_basics.predict import read_manifest
             commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "0" * 12
             r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine, a.suffix)
-            print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})")
+            print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})\n"
+                  f"manifest {r['media_type']}")
     except MlopsBasicsError as e:
         fail(_PROG, e)
     except Exception as e:  # botocore's errors: one line, not a stack trace

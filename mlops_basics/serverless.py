@@ -266,10 +266,17 @@ class LocalLambda:
     url: str
     log: Callable[[], str]
 
+def _image_config(image: str, engine: str) -> dict:
+    "An image's configuration (entry point, command, environment), or an error saying how to build it."
+    r = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True)
+    if r.returncode:
+        raise MlopsBasicsError(f"no image {image}", fix="build it first: docker/build-image --lambda BUNDLE TAG.")
+    return json.loads(r.stdout)[0]["Config"]
+
 # %% ../nbs/08_serverless.ipynb #w8-x36
 @contextmanager
 def local_lambda(bundle: str | Path | None = None, image: str | None = None, env: dict | None = None, engine: str = "podman"):
-    "The handler under the Lambda emulator on a free loopback port: a host process, or `image` in a container."
+    "The handler under the Lambda emulator on a free loopback port: a host process, or `image` (its own entry point and command) in a container."
     rie, port = rie_binary(), _free_port()
     env = {k: str(v) for k, v in (env or {}).items()}
     logf = Path(tempfile.mkstemp(prefix="lambda-", suffix=".log")[1])
@@ -279,11 +286,11 @@ def local_lambda(bundle: str | Path | None = None, image: str | None = None, env
                                  "-m", "awslambdaric", HANDLER], env=full, stdout=logf.open("wb"), stderr=subprocess.STDOUT)
         stop, log = (lambda: (proc.terminate(), proc.wait(10))), logf.read_text
     else:
-        name = f"mlops-basics-lambda-{port}"
+        name, conf = f"mlops-basics-lambda-{port}", _image_config(image, engine)
         r = subprocess.run([engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080",
                             "-v", f"{rie}:/usr/local/bin/aws-lambda-rie:ro", "--entrypoint", "/usr/local/bin/aws-lambda-rie",
                             *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], image,
-                            "/opt/venv/bin/python", "-m", "awslambdaric", HANDLER], capture_output=True, text=True)
+                            *(conf.get("Entrypoint") or []), *(conf.get("Cmd") or [])], capture_output=True, text=True)
         if r.returncode:
             raise MlopsBasicsError(f"{engine} run {image} failed: {r.stderr.strip()[-300:]}", fix="build the image first (docker/build-image --lambda).")
         stop = lambda: subprocess.run([engine, "rm", "-f", "-t", "2", name], capture_output=True)
