@@ -154,7 +154,7 @@ def predict(self: LambdaApp, sentences: list[str], rid: str) -> dict:
     except InputError as e:
         raise ApiError(422, e.problem, e.fix or None) from None
     ms = round(1000 * (time.perf_counter() - t0), 2)
-    for event in prediction_events(rid, self.predictor.version, sentences, preds, ms, "lambda"):
+    for event in prediction_events(rid, self.predictor.version, sentences, preds, ms, "lambda", self.s.log_text_rate):
         _predictions_log.info(json.dumps(event))
     return answer(self.predictor.version, rid, preds)
 

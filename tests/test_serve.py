@@ -35,7 +35,7 @@ class Server:
             self.proc.wait(30)
 
     def lines(self) -> list[dict]:
-        return [json.loads(l) for l in self.log.read_text().splitlines() if l.startswith('{"event": "prediction"')]
+        return [e for e in (json.loads(l) for l in self.log.read_text().splitlines() if l.startswith("{")) if e.get("event") == "prediction"]
 
 
 @pytest.fixture(scope="module")

@@ -128,11 +128,36 @@ def test_every_event_shape_and_every_bad_one_under_the_emulator(bundle):
     r1, r2 = (json.loads(got[k]["body"]) for k in ("ready1", "ready2"))
     assert r2["invocations"] == r1["invocations"] + 1 and r2["init_ms"] == r1["init_ms"]  # the warm path reuses the copy
     assert log.count('"event": "init"') == 1 and log.count("INIT REPORT") == 1, log[-2000:]
-    events = [json.loads(l) for l in log.splitlines() if l.startswith('{"event": "prediction"')]
+    events = [e for e in (json.loads(l) for l in log.splitlines() if l.startswith("{")) if e.get("event") == "prediction"]
     assert len(events) == 7 and {e["source"] for e in events} == {"lambda"}
-    assert set(events[0]) == {"event", "source", "request_id", "model_version", "text_length", "tokens", "label", "score",
-                              "truncated", "latency_ms"}
+    from mlops_basics.serve import EVENT_FIELDS, EVENT_SCHEMA
+    assert set(events[0]) == set(EVENT_FIELDS) - {"text"} and events[0]["schema"] == EVENT_SCHEMA  # the service's schema
     assert "rest-1" in {e["request_id"] for e in events} and "The cat sat" not in log.split("INIT REPORT")[1]  # no text in logs
+
+
+def test_sentences_are_logged_only_when_sampled(bundle, caplog, monkeypatch):
+    import logging
+    from mlops_basics.core import ConfigError
+    from mlops_basics.serve import ServeSettings
+    from mlops_basics.serverless import LambdaApp, url_event
+    sentences = [f"The cat number {i} sat." for i in range(40)]
+    for rate, want in ((0.0, 0), (1.0, 40)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mlops_basics.serve.predictions"):
+            LambdaApp(ServeSettings(bundle=str(bundle), log_text_rate=rate))({"sentences": sentences})
+        logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mlops_basics.serve.predictions"]
+        assert len(logged) == 40 and sum("text" in e for e in logged) == want
+    monkeypatch.setenv("MLOPS_BASICS_SERVE_LOG_TEXT_RATE", "0.25")
+    app = LambdaApp(ServeSettings.from_env(bundle=str(bundle)))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlops_basics.serve.predictions"):
+        for _ in range(10):
+            app(url_event("POST", "/predict", {"sentences": sentences}))
+    sampled = sum("text" in json.loads(r.getMessage()) for r in caplog.records if r.name == "mlops_basics.serve.predictions")
+    assert 40 < sampled < 160, sampled  # about a quarter of 400 (binomial: outside this range about once in 10^8 runs)
+    monkeypatch.setenv("MLOPS_BASICS_SERVE_LOG_TEXT_RATE", "2")
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        ServeSettings.from_env()
 
 
 def test_a_bundle_that_does_not_load_leaves_the_function_alive_but_not_ready(tmp_path):
