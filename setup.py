@@ -15,7 +15,7 @@ def reqs(key: str) -> list[str]:
     return cfg.get(key, "").split()
 
 
-extras = {k: reqs(f"{k}_requirements") for k in ("train", "serve", "lambda", "aws", "version")}
+extras = {k: reqs(f"{k}_requirements") for k in ("train", "serve", "lambda", "aws", "monitor", "version")}
 extras["all"] = sorted({r for v in extras.values() for r in v})
 extras["dev"] = extras["all"] + reqs("dev_requirements")
 

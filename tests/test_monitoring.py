@@ -1,0 +1,116 @@
+"""Week 9 (first part): prediction events read back from real logs (a uvicorn service process, the Lambda handler
+under the runtime interface emulator) into DuckDB, idempotently and resumably, and the dashboard's queries."""
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from conftest import BIN, free_port, wait_ready
+
+
+def events(rid: str, n: int, version: str = "v1", source: str = "service", ms: float = 5.0, truncated: bool = False,
+           ts: str | None = None) -> list[dict]:
+    from mlops_basics.serve import prediction_events
+    preds = [{"tokens": 128 if truncated else 6, "label": "acceptable" if i % 2 == 0 else "unacceptable",
+              "score": 0.8, "truncated": truncated} for i in range(n)]
+    out = prediction_events(rid, version, [f"sentence {i}" for i in range(n)], preds, ms, source)
+    return [e | {"ts": ts} for e in out] if ts else out
+
+
+def write(path, evs, extra: str = "") -> None:
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(e) + "\n" for e in evs) + extra)
+
+
+def test_an_event_is_read_only_when_it_is_one_of_this_schema():
+    from mlops_basics.monitoring import parse_event
+    e = events("r1", 1)[0]
+    line = json.dumps(e)
+    assert parse_event(line) == e | {"text": None} == parse_event("mlops_basics.serve.predictions: " + line)  # every column
+    assert parse_event("START RequestId: 1 Version: $LATEST") is None and parse_event(line[:-5]) is None
+    for bad in ({"schema": 99}, {"tokens": "6"}, {"score": None}, {"truncated": 1}, {"seq": True}, {"ts": "yesterday"},
+                {"event": "init"}, {"text": 5}):
+        assert parse_event(json.dumps(e | bad)) is None, bad
+    assert parse_event(json.dumps(e | {"text": "sampled"}))["text"] == "sampled"
+
+
+def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
+    from mlops_basics.core import ConfigError
+    from mlops_basics.monitoring import ingest_file, open_store
+    log, store = tmp_path / "service.log", tmp_path / "store.duckdb"
+    first = events("a", 3)
+    write(log, first + events("b", 2), extra="INFO: uvicorn said something\n")
+    con = open_store(store)
+    assert ingest_file(con, log)["added"] == 5
+    assert ingest_file(con, log)["added"] == 0  # read twice: nothing new
+    write(log, events("c", 2), extra='{"schema": 1, "event": "prediction", "ts": "cut off\n' + json.dumps(events("d", 1)[0])[:40])
+    got = ingest_file(con, log)
+    assert (got["added"], got["bad"]) == (2, 1)  # the half-written last line waits
+    with open(log, "a") as f:
+        f.write(json.dumps(events("d", 1)[0])[40:] + "\n")
+    assert ingest_file(con, log)["added"] == 1
+    con.close()
+    con = open_store(store)  # a new process: the cursor and the bad-line count were kept
+    assert ingest_file(con, log)["added"] == 0
+    assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM predictions").fetchone() == (8, 4)
+    assert con.execute("SELECT bad_lines FROM cursors").fetchone()[0] == 1
+    log.write_text("".join(json.dumps(e) + "\n" for e in first))  # rotated: shorter than the cursor, read again
+    assert ingest_file(con, log) | {"origin": None} == {"origin": None, "lines": 3, "added": 0, "repeats": 3, "bad": 0,
+                                                      "offset": log.stat().st_size}
+    with pytest.raises(ConfigError, match="no log file"):
+        ingest_file(con, tmp_path / "missing.log")
+
+
+def test_the_dashboard_queries_answer_per_version_source_and_window(tmp_path):
+    from mlops_basics.core import ConfigError
+    from mlops_basics.monitoring import add_events, open_store, score_histogram, summary, traffic
+    con = open_store(":memory:")
+    evs = []
+    for i, ms in enumerate([1, 2, 3, 4, 100]):  # five requests of 2 sentences on v1, one request latency each
+        evs += events(f"v1-{i}", 2, ms=ms, ts=f"2026-01-01T00:00:0{i}.000Z")
+    evs += events("v2-0", 4, version="v2", source="lambda", truncated=True, ts="2026-01-01T00:01:00.000Z")
+    assert add_events(con, evs) == 14 and add_events(con, evs) == 0
+    s = summary(con).set_index(["model_version", "source"])
+    v1 = s.loc[("v1", "service")]
+    assert (v1.events, v1.requests, v1.latency_p50_ms, v1.truncated_share, v1.acceptable_share) == (10, 5, 3.0, 0.0, 0.5)
+    assert s.loc[("v2", "lambda")].truncated_share == 1.0 and s.loc[("v2", "lambda")].mean_tokens == 128
+    assert summary(con, since="2026-01-01T00:00:30").model_version.tolist() == ["v2"]
+    assert summary(con, until="2026-01-01T00:00:02", model_version="v1").events.tolist() == [4]
+    t = traffic(con, every="1 minute")
+    assert t.events.sum() == 14 and len(t.bucket.unique()) == 2
+    h = score_histogram(con, bins=10)
+    assert h.events.sum() == 14 and h.bin_start.between(0.5, 1).all()
+    with pytest.raises(ConfigError, match="interval"):
+        traffic(con, every="1 minute'; DROP TABLE predictions; --")
+
+
+def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle, tmp_path):
+    "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator."
+    from mlops_basics.monitoring import ingest_file, open_store, summary
+    from mlops_basics.serverless import local_lambda, rie_invoker
+    port, log = free_port(), tmp_path / "service.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc=proc, log=log)
+            for i in range(10):
+                r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"sentences": ["The cat sat.", "Sat the cat."]},
+                               headers={"x-request-id": f"svc-{i}"})
+                assert r.status_code == 200
+            httpx.post(f"http://127.0.0.1:{port}/predict", json={"sentences": []})  # a 422: no event
+        finally:
+            proc.terminate(); proc.wait(30)
+    with local_lambda(bundle) as fn:
+        invoke = rie_invoker(fn.url)
+        for i in range(5):
+            invoke({"sentences": ["The cat sat."]})
+        (tmp_path / "lambda.log").write_text(fn.log())
+    con = open_store(tmp_path / "store.duckdb")
+    assert ingest_file(con, log)["added"] == 20 and ingest_file(con, tmp_path / "lambda.log")["added"] == 5
+    s = summary(con).set_index("source")
+    assert (s.loc["service"].events, s.loc["service"].requests, s.loc["lambda"].events) == (20, 10, 5)
+    assert con.execute("SELECT count(*) FROM predictions WHERE text IS NOT NULL").fetchone()[0] == 0  # no sentences by default
