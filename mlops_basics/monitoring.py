@@ -48,11 +48,11 @@ def parse_event(line: str) -> dict | None:
 
 # %% ../nbs/09_monitoring.ipynb #w9-x12
 def store_schema() -> str:
-    "The store's tables: one row per prediction event (columns from `EVENT_FIELDS`), and where each log was read up to."
+    "The store's tables: one row per prediction event (columns from `EVENT_FIELDS`), and how far each log was read (a byte offset, a time, a sequence number)."
     cols = ",\n  ".join(f"{n} {'TIMESTAMP' if n == 'ts' else _SQL_TYPES[k]}{'' if k == 'str?' else ' NOT NULL'}"
                          for n, (k, _) in EVENT_FIELDS.items())  # ts: UTC, as a timestamp
     return (f"CREATE TABLE IF NOT EXISTS predictions (\n  {cols},\n  PRIMARY KEY ({', '.join(KEY)}));\n"
-            "CREATE TABLE IF NOT EXISTS cursors (origin VARCHAR PRIMARY KEY, offset_bytes BIGINT NOT NULL, bad_lines BIGINT NOT NULL);")
+            "CREATE TABLE IF NOT EXISTS cursors (origin VARCHAR PRIMARY KEY, position VARCHAR NOT NULL, bad_lines BIGINT NOT NULL);")
 
 def open_store(path: str | Path):
     "A DuckDB database at `path` (`:memory:` for none) with the store's tables."
@@ -61,6 +61,13 @@ def open_store(path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute(store_schema())
+    want = {"predictions": list(EVENT_FIELDS), "cursors": ["origin", "position", "bad_lines"]}
+    for table, cols in want.items():  # a store made by another version of this code: say so, change nothing
+        have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        if have != cols:
+            con.close()
+            raise ConfigError(f"the store {path} has another layout ({table}: {', '.join(have)})",
+                              fix="delete it and ingest again: the logs are the source, the store only a copy.")
     return con
 
 # %% ../nbs/09_monitoring.ipynb #w9-x15
@@ -97,7 +104,8 @@ def ingest_file(con, path: str | Path, origin: str | None = None) -> dict:
     if not path.is_file():
         raise ConfigError(f"no log file {path}", fix="point it at the service's log (mlops-basics-serve ... > FILE) or a saved container log.")
     origin = origin or str(path.resolve())
-    offset, bad = con.execute("SELECT offset_bytes, bad_lines FROM cursors WHERE origin = ?", [origin]).fetchone() or (0, 0)
+    position, bad = con.execute("SELECT position, bad_lines FROM cursors WHERE origin = ?", [origin]).fetchone() or ("0", 0)
+    offset = int(position)
     got = {"origin": origin, "lines": 0, "added": 0, "repeats": 0, "bad": 0}
     for lines, offset in new_lines(path, offset):
         events = [e for e in map(parse_event, lines) if e is not None]
@@ -105,7 +113,7 @@ def ingest_file(con, path: str | Path, origin: str | None = None) -> dict:
         con.execute("BEGIN")  # the events and the cursor move together: a crash re-reads at most one chunk
         added = add_events(con, events)
         bad += wrong
-        con.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [origin, offset, bad])
+        con.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [origin, str(offset), bad])
         con.execute("COMMIT")
         for k, v in (("lines", len(lines)), ("added", added), ("repeats", len(events) - added), ("bad", wrong)):
             got[k] += v

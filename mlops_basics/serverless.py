@@ -99,19 +99,19 @@ def read_json(req: HttpRequest, s: ServeSettings):
     try:
         raw = base64.b64decode(req.body, validate=True) if req.base64 else req.body.encode("utf-8", "surrogatepass")
     except (binascii.Error, ValueError):
-        raise ApiError(400, "the body is marked base64 but is not", "send the body as plain JSON or valid base64") from None
+        raise ApiError(400, "the body is marked base64 but is not", fix="send the body as plain JSON or valid base64") from None
     if len(raw) > s.max_body_bytes:
         e = too_large(s.max_body_bytes)
-        raise ApiError(413, e.problem, e.fix)
+        raise ApiError(413, e.problem, fix=e.fix)
     if not raw:
-        raise ApiError(422, explain_validation([{"loc": ("body",), "msg": "Field required"}]), request_fix(s.max_sentences))
+        raise ApiError(422, explain_validation([{"loc": ("body",), "msg": "Field required"}]), fix=request_fix(s.max_sentences))
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:  # the words FastAPI uses for the same body
         raise ApiError(422, explain_validation([{"loc": ("body", e.pos), "msg": "JSON decode error"}]),
-                       request_fix(s.max_sentences)) from None
+                       fix=request_fix(s.max_sentences)) from None
     except (UnicodeDecodeError, RecursionError, ValueError):
-        raise ApiError(400, *_NOT_JSON) from None
+        raise ApiError(400, _NOT_JSON[0], fix=_NOT_JSON[1]) from None
 
 # %% ../nbs/08_serverless.ipynb #w8-x23
 class LambdaApp:
@@ -139,20 +139,20 @@ def sentences(self: LambdaApp, body) -> list[str]:
         got = self.request_model.model_validate(body, from_attributes=True).sentences  # FastAPI's mode
         return check_sentences(got, self.s.max_sentences)
     except ValidationError as e:
-        raise ApiError(422, explain_validation(e.errors()), request_fix(self.s.max_sentences)) from None
+        raise ApiError(422, explain_validation(e.errors()), fix=request_fix(self.s.max_sentences)) from None
     except InputError as e:
-        raise ApiError(422, e.problem, e.fix or None) from None
+        raise ApiError(422, e.problem, fix=e.fix or None) from None
 
 @patch
 def predict(self: LambdaApp, sentences: list[str], rid: str) -> dict:
     "Label the sentences, log one event each (the service's schema), answer with the service's JSON."
     if self.predictor is None:
-        raise ApiError(503, f"the model is not loaded: {self.error}", "check /ready and the function's log")
+        raise ApiError(503, f"the model is not loaded: {self.error}", fix="check /ready and the function's log")
     t0 = time.perf_counter()
     try:
         preds = self.predictor.predict(sentences)
     except InputError as e:
-        raise ApiError(422, e.problem, e.fix or None) from None
+        raise ApiError(422, e.problem, fix=e.fix or None) from None
     ms = round(1000 * (time.perf_counter() - t0), 2)
     for event in prediction_events(rid, self.predictor.version, sentences, preds, ms, "lambda", self.s.log_text_rate):
         _predictions_log.info(json.dumps(event))
@@ -163,7 +163,7 @@ _ROUTES = "use POST /predict, GET /predict?text=..., /health or /ready"
 
 def _query_error(msg: str, max_sentences: int) -> ApiError:
     "A bad ?text= parameter, in the service's words."
-    return ApiError(422, explain_validation([{"loc": ("query", "text"), "msg": msg}]), request_fix(max_sentences))
+    return ApiError(422, explain_validation([{"loc": ("query", "text"), "msg": msg}]), fix=request_fix(max_sentences))
 
 @patch
 def route(self: LambdaApp, req: HttpRequest, rid: str) -> tuple[int, dict]:
@@ -180,13 +180,13 @@ def route(self: LambdaApp, req: HttpRequest, rid: str) -> tuple[int, dict]:
         return 200, {"status": "alive"}
     if (req.method, req.path) == ("GET", "/ready"):
         if self.predictor is None:
-            raise ApiError(503, f"not ready: {self.error}", "check the function's log")
+            raise ApiError(503, f"not ready: {self.error}", fix="check the function's log")
         p = self.predictor
         return 200, {"status": "ready", "model_version": p.version, "precision": p.precision, "labels": p.labels,
                      "max_sentences": self.s.max_sentences, "init_ms": self.init_ms, "invocations": self.invocations}
     if req.path in ("/predict", "/health", "/ready"):
-        raise ApiError(405, "Method Not Allowed", "POST or GET /predict; GET /health and /ready")
-    raise ApiError(404, "Not Found", _ROUTES)
+        raise ApiError(405, "Method Not Allowed", fix="POST or GET /predict; GET /health and /ready")
+    raise ApiError(404, "Not Found", fix=_ROUTES)
 
 # %% ../nbs/08_serverless.ipynb #w8-x29
 @patch
@@ -196,7 +196,7 @@ def direct(self: LambdaApp, event: dict, rid: str) -> dict:
         event = {"sentences": [event["sentence"]]}
     if "sentences" not in event:
         raise ApiError(400, "not an API Gateway, Function URL or prediction event",
-                       'invoke with {"sentences": ["a sentence", ...]} or through the HTTP endpoint')
+                       fix='invoke with {"sentences": ["a sentence", ...]} or through the HTTP endpoint')
     return self.predict(self.sentences(event), rid)
 
 def _request_id(req: HttpRequest | None, context) -> str:
@@ -470,10 +470,12 @@ def smoke(invoke: Callable[[dict], dict], sentences: tuple = ("The book was read
     "Ask /ready, then POST /predict, through `invoke` (an event in, the function's answer out); /ready's answer, or raise."
     ready = invoke(url_event("GET", "/ready"))
     if ready.get("statusCode") != 200:
-        raise MlopsBasicsError(f"/ready answered {ready.get('statusCode')}: {str(ready.get('body', ready))[:200]}")
+        raise MlopsBasicsError(f"/ready answered {ready.get('statusCode')}: {str(ready.get('body', ready))[:200]}",
+                               fix="read the function's log (init errors, the bundle).")
     got = invoke(url_event("POST", "/predict", {"sentences": list(sentences)}))
     if got.get("statusCode") != 200 or len(json.loads(got["body"])["predictions"]) != len(sentences):
-        raise MlopsBasicsError(f"/predict answered {got.get('statusCode')}: {str(got.get('body', got))[:200]}")
+        raise MlopsBasicsError(f"/predict answered {got.get('statusCode')}: {str(got.get('body', got))[:200]}",
+                               fix="read the function's log for the request id.")
     return json.loads(ready["body"])
 
 def lambda_invoker(cfg, qualifier: str) -> Callable[[dict], dict]:
@@ -483,7 +485,8 @@ def lambda_invoker(cfg, qualifier: str) -> Callable[[dict], dict]:
         r = lam.invoke(FunctionName=cfg.lambda_function, Qualifier=qualifier, Payload=json.dumps(event).encode())
         out = json.loads(r["Payload"].read() or b"{}")
         if r.get("FunctionError"):
-            raise MlopsBasicsError(f"the function failed: {out.get('errorType')}: {str(out.get('errorMessage'))[:200]}")
+            raise MlopsBasicsError(f"the function failed: {out.get('errorType')}: {str(out.get('errorMessage'))[:200]}",
+                                   fix="read the function's log; check its image and settings.")
         return out
     return invoke
 

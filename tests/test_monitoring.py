@@ -56,12 +56,19 @@ def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
     con = open_store(store)  # a new process: the cursor and the bad-line count were kept
     assert ingest_file(con, log)["added"] == 0
     assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM predictions").fetchone() == (8, 4)
-    assert con.execute("SELECT bad_lines FROM cursors").fetchone()[0] == 1
+    assert con.execute("SELECT position, bad_lines FROM cursors").fetchone() == (str(log.stat().st_size), 1)
     log.write_text("".join(json.dumps(e) + "\n" for e in first))  # rotated: shorter than the cursor, read again
     assert ingest_file(con, log) | {"origin": None} == {"origin": None, "lines": 3, "added": 0, "repeats": 3, "bad": 0,
                                                       "offset": log.stat().st_size}
     with pytest.raises(ConfigError, match="no log file"):
         ingest_file(con, tmp_path / "missing.log")
+    con.close()
+    import duckdb
+    old = duckdb.connect(str(tmp_path / "old.duckdb"))
+    old.execute("CREATE TABLE cursors (origin VARCHAR PRIMARY KEY, offset_bytes BIGINT, bad_lines BIGINT)")
+    old.close()
+    with pytest.raises(ConfigError, match="another layout.*offset_bytes"):
+        open_store(tmp_path / "old.duckdb")
 
 
 def test_the_dashboard_queries_answer_per_version_source_and_window(tmp_path):
