@@ -273,34 +273,59 @@ def _image_config(image: str, engine: str) -> dict:
         raise MlopsBasicsError(f"no image {image}", fix="build it first: docker/build-image --lambda BUNDLE TAG.")
     return json.loads(r.stdout)[0]["Config"]
 
+# %% ../nbs/08_serverless.ipynb #w8-start
+def _start_host(rie: Path, port: int, bundle, env: dict, logf: Path) -> tuple:
+    "The handler as a host process under the emulator: (is it running, stop it, its log)."
+    full = {**os.environ, "MLOPS_BASICS_BUNDLE": str(bundle or DEFAULT_BUNDLE), **env}
+    proc = subprocess.Popen([str(rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",  # where we invoke
+                             "--runtime-api-address", f"127.0.0.1:{_free_port()}",  # the runtime's side (default 9001: one per host)
+                             sys.executable, "-m", "awslambdaric", HANDLER], env=full, stdout=logf.open("wb"), stderr=subprocess.STDOUT)
+    return (lambda: proc.poll() is None), (lambda: (proc.terminate(), proc.wait(10))), logf.read_text
+
+def _start_container(rie: Path, port: int, image: str, env: dict, engine: str) -> tuple:
+    "`image` under the emulator (mounted in), its own entry point and command: (is it running, stop it, its log)."
+    name, conf = f"mlops-basics-lambda-{port}", _image_config(image, engine)
+    r = subprocess.run([engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                        "-v", f"{rie}:/usr/local/bin/aws-lambda-rie:ro", "--entrypoint", "/usr/local/bin/aws-lambda-rie",
+                        *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], image,
+                        *(conf.get("Entrypoint") or []), *(conf.get("Cmd") or [])], capture_output=True, text=True)
+    if r.returncode:
+        raise MlopsBasicsError(f"{engine} run {image} failed: {r.stderr.strip()[-300:]}", fix="build the image first (docker/build-image --lambda).")
+    running = lambda: subprocess.run([engine, "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True).stdout.strip() == "true"
+    stop = lambda: subprocess.run([engine, "rm", "-f", "-t", "2", name], capture_output=True)
+    log = lambda: subprocess.run([engine, "logs", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    return running, stop, log
+
+def _listening(port: int, alive: Callable[[], bool], timeout: float) -> bool:
+    "Whether the emulator accepts connections on `port` before `timeout` (False at once if it died)."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        if not alive():
+            return False
+        time.sleep(0.05)
+    return False
+
 # %% ../nbs/08_serverless.ipynb #w8-x36
 @contextmanager
 def local_lambda(bundle: str | Path | None = None, image: str | None = None, env: dict | None = None, engine: str = "podman"):
     "The handler under the Lambda emulator on a free loopback port: a host process, or `image` (its own entry point and command) in a container."
-    rie, port = rie_binary(), _free_port()
-    env = {k: str(v) for k, v in (env or {}).items()}
+    rie, env = rie_binary(), {k: str(v) for k, v in (env or {}).items()}
     logf = Path(tempfile.mkstemp(prefix="lambda-", suffix=".log")[1])
-    if image is None:
-        full = {**os.environ, "MLOPS_BASICS_BUNDLE": str(bundle or DEFAULT_BUNDLE), **env}
-        proc = subprocess.Popen([str(rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}", sys.executable,
-                                 "-m", "awslambdaric", HANDLER], env=full, stdout=logf.open("wb"), stderr=subprocess.STDOUT)
-        stop, log = (lambda: (proc.terminate(), proc.wait(10))), logf.read_text
-    else:
-        name, conf = f"mlops-basics-lambda-{port}", _image_config(image, engine)
-        r = subprocess.run([engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080",
-                            "-v", f"{rie}:/usr/local/bin/aws-lambda-rie:ro", "--entrypoint", "/usr/local/bin/aws-lambda-rie",
-                            *[a for k, v in env.items() for a in ("-e", f"{k}={v}")], image,
-                            *(conf.get("Entrypoint") or []), *(conf.get("Cmd") or [])], capture_output=True, text=True)
-        if r.returncode:
-            raise MlopsBasicsError(f"{engine} run {image} failed: {r.stderr.strip()[-300:]}", fix="build the image first (docker/build-image --lambda).")
-        stop = lambda: subprocess.run([engine, "rm", "-f", "-t", "2", name], capture_output=True)
-        log = lambda: subprocess.run([engine, "logs", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    for attempt in range(3):  # a free port can be taken by another process before the emulator binds it: try another
+        port = _free_port()
+        alive, stop, log = _start_container(rie, port, image, env, engine) if image else _start_host(rie, port, bundle, env, logf)
+        if _listening(port, alive, 60 if image else 30):  # it listens at once; the function's init runs with the first invoke
+            break
+        text = log()
+        stop()
+        if attempt == 2 or "address already in use" not in text:
+            logf.unlink(missing_ok=True)
+            raise MlopsBasicsError(f"the Lambda emulator did not start: {text.strip()[-300:] or 'no output'}",
+                                   fix="run mlops-basics-lambda local to watch it start; docker/setup-lambda-rie installs it.")
     try:
-        for _ in range(200):  # the emulator listens at once; the function's init runs with the first invoke
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
         yield LocalLambda(f"http://127.0.0.1:{port}", log)
     finally:
         stop()

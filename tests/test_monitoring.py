@@ -94,9 +94,10 @@ def test_the_dashboard_queries_answer_per_version_source_and_window(tmp_path):
         traffic(con, every="1 minute'; DROP TABLE predictions; --")
 
 
-def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle, tmp_path):
-    "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator."
-    from mlops_basics.monitoring import ingest_file, open_store, summary
+def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle, tmp_path, aws):
+    "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator (via CloudWatch too)."
+    from mlops_basics.monitoring import ingest_file, open_store, pull_cloudwatch, put_log_lines, summary
+    from mlops_basics.registries import aws_config
     from mlops_basics.serverless import local_lambda, rie_invoker
     port, log = free_port(), tmp_path / "service.log"
     with open(log, "wb") as out:
@@ -121,3 +122,52 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
     s = summary(con).set_index("source")
     assert (s.loc["service"].events, s.loc["service"].requests, s.loc["lambda"].events) == (20, 10, 5)
     assert con.execute("SELECT count(*) FROM predictions WHERE text IS NOT NULL").fetchone()[0] == 0  # no sentences by default
+    cfg = aws_config(["github.repository=learner/mlops-basics", "lambda_function=real-traffic"])
+    put_log_lines(cfg, (tmp_path / "lambda.log").read_text().splitlines(), "2026/11/25/[$LATEST]b")  # as Lambda would
+    pulled = pull_cloudwatch(con, cfg)
+    assert (pulled["added"], pulled["repeats"], pulled["bad"]) == (0, 5, 0)  # the same 5 events, by another path
+
+
+@pytest.fixture(scope="module")
+def aws():
+    from mlops_basics.registries import local_aws
+    with local_aws(region="eu-west-1") as url:
+        yield url
+
+
+def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
+    "moto stands in for CloudWatch Logs and Kinesis (it delivers real gzipped subscription records)."
+    from mlops_basics.monitoring import (consume_kinesis, lambda_log_group, open_store, pull_cloudwatch, put_log_lines,
+                                         subscription_changes)
+    from mlops_basics.registries import allows, aws_config, client
+    cfg = aws_config(["github.repository=learner/mlops-basics"])
+    plan = subscription_changes(cfg)
+    assert len(plan) == 4
+    for c in plan:
+        c.apply()
+    assert subscription_changes(cfg) == []  # a second run changes nothing
+    iam, logs = client("iam", cfg), client("logs", cfg)
+    policy = iam.get_role_policy(RoleName="mlops-basics-logs-to-kinesis", PolicyName="put-records")["PolicyDocument"]
+    stream_arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/mlops-basics-predictions"
+    assert allows(policy, "kinesis:PutRecord", stream_arn) and not allows(policy, "kinesis:DeleteStream", stream_arn)
+    assert not allows(policy, "kinesis:PutRecord", stream_arn + "-other")
+    group = logs.describe_log_groups(logGroupNamePrefix=lambda_log_group(cfg))["logGroups"][0]
+    assert group["retentionInDays"] == 30
+    lines = ["START RequestId: 1 Version: $LATEST", *map(json.dumps, events("l1", 3, source="lambda")),
+             '{"schema": 1, "event": "prediction", "ts": "cut', "REPORT RequestId: 1 Duration: 4.2 ms"]
+    assert put_log_lines(cfg, lines, "2026/11/25/[$LATEST]a") == 6
+    con = open_store(":memory:")
+    first, again = pull_cloudwatch(con, cfg), pull_cloudwatch(con, cfg)
+    assert (first["added"], first["bad"]) == (3, 1)
+    assert (again["added"], again["repeats"], again["bad"]) == (0, 3, 0)  # the look-back re-read, nothing new, no new bad line
+    late = int(again["position"]) - 60_000  # a log event that arrives after a later one was read
+    logs.put_log_events(logGroupName=lambda_log_group(cfg), logStreamName="2026/11/25/[$LATEST]a",
+                        logEvents=[{"timestamp": late, "message": json.dumps(events("late", 1, source="lambda")[0])}])
+    assert pull_cloudwatch(con, cfg)["added"] == 1  # within the look-back: caught
+    streamed = open_store(":memory:")
+    got = consume_kinesis(streamed, cfg)
+    assert got["records"] >= 2 and (got["added"], got["bad"]) == (4, 1)
+    assert consume_kinesis(streamed, cfg)["records"] == 0  # after the last sequence number: nothing again
+    both = consume_kinesis(con, cfg)  # the pulled store reads the stream too: the same events, one row each
+    assert (both["added"], both["repeats"]) == (0, 4)
+    assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 4
