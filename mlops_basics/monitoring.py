@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['KEY', 'parse_event', 'store_schema', 'open_store', 'new_lines', 'add_events', 'ingest_file', 'lambda_log_group',
            'put_log_lines', 'pull_cloudwatch', 'subscription_changes', 'consume_kinesis', 'where', 'summary', 'traffic',
-           'score_histogram']
+           'score_histogram', 'reference_stats', 'ensure_reference', 'psi', 'drift_report']
 
 # %% ../nbs/09_monitoring.ipynb #w9-007
 import gzip
@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .core import ConfigError
+from .core import ConfigError, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
 from .registries import Change, _get, account_id, client
 from .serve import EVENT_FIELDS, EVENT_SCHEMA
 
@@ -273,3 +273,57 @@ def _interval(every: str) -> str:
     if not re.fullmatch(r"\d{1,4} (second|minute|hour|day)s?", every):
         raise ConfigError(f"bucket {every!r} is not an interval", fix="use e.g. '10 seconds', '1 minute', '1 hour' or '1 day'.")
     return every
+
+# %% ../nbs/09_monitoring.ipynb #drift-ref
+def reference_stats(predictor, sentences: list[str], batch: int = 64) -> dict:
+    "What the model's inputs and answers look like on the data it was validated on: lengths, tokens, scores, label mix."
+    preds = [p for i in range(0, len(sentences), batch) for p in predictor.predict(sentences[i:i + batch])]
+    return {"model_version": predictor.version, "events": len(preds), "text_length": [len(s) for s in sentences],
+            "tokens": [p["tokens"] for p in preds], "score": [p["score"] for p in preds],
+            "labels": {l: sum(p["label"] == l for p in preds) for l in predictor.labels}}
+
+def ensure_reference(bundle: str | Path, data_dir: str | Path | None = None, folder: str | Path | None = None) -> dict:
+    "The bundle's reference statistics on CoLA's validation set: computed once per bundle version, then read back."
+    from mlops_basics.predict import Predictor, read_manifest
+    path = Path(folder or home_dir() / "monitoring") / f"reference-{read_manifest(bundle)['version']}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    d = default_data_dir(data_dir)
+    sentences = read_cola_tsv(Path(d) / "validation.tsv")["sentence"] if d else load_cola()["validation"]["sentence"]
+    ref = reference_stats(Predictor(bundle), list(sentences))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, ref)
+    return ref
+
+# %% ../nbs/09_monitoring.ipynb #drift-psi
+def psi(ref: list[float], cur: list[float], bins: int = 10) -> float:
+    "Population stability index of `cur` against `ref`, on the reference's quantile bins (0.1: a shift, 0.25: a large one)."
+    import numpy as np
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 3:  # the reference is (nearly) constant: one bin below, one above
+        edges = np.array([-np.inf, float(np.median(ref)), np.inf])
+    edges[0], edges[-1] = -np.inf, np.inf
+    r = np.histogram(ref, edges)[0] / len(ref) + 1e-4
+    c = np.histogram(cur, edges)[0] / len(cur) + 1e-4
+    return float(np.sum((c - r) * np.log(c / r)))
+
+# %% ../nbs/09_monitoring.ipynb #drift-report
+def drift_report(con, ref: dict, alpha: float = 0.01, min_psi: float = 0.1, min_events: int = 200, **window) -> dict:
+    "A window of production events against the reference: KS test and PSI per number, a chi-square test of the label mix, a verdict."
+    from scipy import stats
+    w, params = where(**window)
+    cur = con.execute(f"SELECT text_length, tokens, score, label FROM predictions WHERE {w}", params).df()
+    if len(cur) < min_events:
+        return {"verdict": "not enough data", "events": len(cur), "min_events": min_events, "tests": {}}
+    tests = {}
+    for col in ("text_length", "tokens", "score"):
+        ks = stats.ks_2samp(ref[col], cur[col])
+        tests[col] = {"ks": round(float(ks.statistic), 4), "p": float(ks.pvalue), "psi": round(psi(ref[col], cur[col]), 4)}
+    labels = list(ref["labels"])
+    seen = [int((cur.label == l).sum()) for l in labels]
+    expected = [ref["labels"][l] / ref["events"] * len(cur) for l in labels]
+    tests["label_mix"] = {"p": float(stats.chisquare(seen, expected).pvalue), "share": {l: round(s / len(cur), 3) for l, s in zip(labels, seen)},
+                          "reference": {l: round(ref["labels"][l] / ref["events"], 3) for l in labels}}
+    level = alpha / len(tests)  # four tests on one window: Bonferroni
+    drifted = [k for k, t in tests.items() if t["p"] < level and t.get("psi", min_psi) >= min_psi]  # significant and large enough
+    return {"verdict": "drift" if drifted else "no drift", "drifted": drifted, "events": len(cur), "alpha": alpha, "tests": tests}

@@ -171,3 +171,45 @@ def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
     both = consume_kinesis(con, cfg)  # the pulled store reads the stream too: the same events, one row each
     assert (both["added"], both["repeats"]) == (0, 4)
     assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 4
+
+
+def test_drift_is_flagged_for_a_shift_and_not_for_the_same_traffic():
+    import random
+    from mlops_basics.monitoring import add_events, drift_report, open_store, psi
+    from mlops_basics.serve import prediction_events
+    rng = random.Random(0)
+
+    def traffic(n, length=60, p_acceptable=0.7, score=(5, 1)):
+        texts = ["x" * max(1, int(rng.gauss(length, 15))) for _ in range(n)]
+        preds = [{"tokens": len(t) // 4 + 2, "label": "acceptable" if rng.random() < p_acceptable else "unacceptable",
+                  "score": 0.5 + 0.5 * rng.betavariate(*score), "truncated": False} for t in texts]
+        return texts, preds
+    texts, preds = traffic(1000)
+    ref = {"events": 1000, "text_length": [len(t) for t in texts], "tokens": [p["tokens"] for p in preds],
+           "score": [p["score"] for p in preds], "labels": {l: sum(p["label"] == l for p in preds) for l in ("unacceptable", "acceptable")}}
+    assert psi(ref["score"], ref["score"]) < 0.01 and psi(ref["text_length"], [x * 2 for x in ref["text_length"]]) > 0.25
+
+    def verdict(n=300, **shift):
+        con = open_store(":memory:")
+        add_events(con, prediction_events(f"w{rng.random()}", "v1", *traffic(n, **shift), 1.0, "service"))
+        return drift_report(con, ref)
+    assert verdict(n=50)["verdict"] == "not enough data"
+    same = [verdict()["verdict"] for _ in range(20)]
+    assert same.count("drift") <= 1, same  # at the corrected 1% level: about one false alarm in 100 windows
+    longer = verdict(length=120)
+    assert longer["verdict"] == "drift" and {"text_length", "tokens"} <= set(longer["drifted"])
+    mix = verdict(p_acceptable=0.3)
+    assert mix["verdict"] == "drift" and "label_mix" in mix["drifted"] and mix["tests"]["label_mix"]["share"]["acceptable"] < 0.4
+    unsure = verdict(score=(1, 1))  # scores spread towards 0.5
+    assert unsure["verdict"] == "drift" and "score" in unsure["drifted"]
+
+
+def test_the_reference_is_computed_once_per_bundle_version(bundle, tmp_path, cola_dir):
+    from mlops_basics.monitoring import ensure_reference
+    from mlops_basics.predict import read_manifest
+    ref = ensure_reference(bundle, cola_dir, tmp_path)
+    path = tmp_path / f"reference-{read_manifest(bundle)['version']}.json"
+    assert path.is_file() and ref["events"] == len(ref["score"]) == len(ref["text_length"]) == 40  # the folder's 40 validation sentences
+    assert sum(ref["labels"].values()) == 40
+    path.write_text(json.dumps(ref | {"events": -1}))
+    assert ensure_reference(bundle, cola_dir, tmp_path)["events"] == -1  # read back, not recomputed
