@@ -4,11 +4,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
 
-from conftest import BIN, free_port, wait_ready
+from conftest import BIN, ROOT, free_port, wait_ready
 
 
 def events(rid: str, n: int, version: str = "v1", source: str = "service", ms: float = 5.0, truncated: bool = False,
@@ -213,3 +214,57 @@ def test_the_reference_is_computed_once_per_bundle_version(bundle, tmp_path, col
     assert sum(ref["labels"].values()) == 40
     path.write_text(json.dumps(ref | {"events": -1}))
     assert ensure_reference(bundle, cola_dir, tmp_path)["events"] == -1  # read back, not recomputed
+
+
+@pytest.fixture(scope="module")
+def prometheus_ready():
+    "Prometheus, promtool and the Pushgateway (docker/setup-prometheus installs Debian's when missing)."
+    r = subprocess.run(["bash", str(ROOT / "docker/setup-prometheus")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-1000:]
+
+
+def test_the_alert_rules_are_checked_and_unit_tested_by_promtool(prometheus_ready, tmp_path):
+    "The committed rule file is the generated one; promtool checks it and runs its unit tests (each alert silent, then firing)."
+    from mlops_basics.core import MlopsBasicsError
+    from mlops_basics.monitoring import alert_rules, promtool, write_alert_rules
+    from mlops_basics.serve import ServeSettings
+    committed = ROOT / "docker/prometheus/alerts.yml"
+    assert write_alert_rules(tmp_path / "alerts.yml").read_text() == committed.read_text(), \
+        "docker/prometheus/alerts.yml is stale: write it again with monitoring.write_alert_rules"
+    assert "SUCCESS" in promtool("test", "rules", ROOT / "docker/prometheus/alerts.test.yml")
+    rules = {r["alert"]: r for r in alert_rules(ServeSettings(queue_size=100))["groups"][0]["rules"]}
+    assert set(rules) == {"PredictErrors", "PredictSlow", "QueueSaturated", "InputDrift"}
+    assert rules["QueueSaturated"]["expr"].endswith("> 80")  # thresholds follow the settings
+    (tmp_path / "bad.yml").write_text("groups: [{name: x, rules: [{alert: Broken, expr: 'sum(rate(x[5m]'}]}]\n")
+    with pytest.raises(MlopsBasicsError, match="promtool check"):
+        promtool("check", "rules", tmp_path / "bad.yml")
+    r = subprocess.run([str(BIN / "docker-compose"), "-f", str(ROOT / "docker/compose.yaml"), "--profile", "monitoring", "config",
+                        "--services"], capture_output=True, text=True)
+    assert r.returncode == 0 and set(r.stdout.split()) == {"api", "prometheus"}, r.stderr
+
+
+def test_a_real_prometheus_scrapes_the_service_and_fires_the_drift_alert(prometheus_ready, bundle, tmp_path):
+    from mlops_basics.monitoring import local_prometheus, prom_query, push_drift, write_alert_rules
+    port, log = free_port(), tmp_path / "service.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc=proc, log=log)
+            for _ in range(7):
+                assert httpx.get(f"http://127.0.0.1:{port}/predict", params={"text": "The cat sat."}).status_code == 200
+            rules = write_alert_rules(tmp_path / "alerts.yml")
+            with local_prometheus([f"127.0.0.1:{port}"], rules, tmp_path / "prom") as (url, gateway):
+                push_drift({"verdict": "drift", "tests": {"score": {"p": 1e-6, "psi": 0.4}}}, "v1", gateway)
+                for _ in range(150):
+                    alerts = httpx.get(f"{url}/api/v1/alerts").json()["data"]["alerts"]
+                    requests = prom_query(url, 'sum(mlops_requests_total{endpoint="/predict"})')
+                    if alerts and requests and requests[0][1] == 7:
+                        break
+                    time.sleep(0.2)
+                assert sorted(v for _, v in prom_query(url, "up")) == [1.0, 1.0]  # the service and the gateway
+                assert requests and requests[0][1] == 7
+                assert [(a["labels"]["alertname"], a["labels"]["model_version"], a["state"]) for a in alerts] == [("InputDrift", "v1", "firing")]
+                assert prom_query(url, 'mlops_drift_psi{test="score"}')[0][1] == 0.4
+        finally:
+            proc.terminate(); proc.wait(30)
