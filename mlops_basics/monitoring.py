@@ -7,7 +7,7 @@ __all__ = ['KEY', 'parse_event', 'store_schema', 'open_store', 'new_lines', 'add
            'put_log_lines', 'pull_cloudwatch', 'subscription_changes', 'consume_kinesis', 'where', 'summary', 'traffic',
            'score_histogram', 'reference_stats', 'ensure_reference', 'psi', 'drift_report', 'alert_rules',
            'write_alert_rules', 'promtool', 'drift_metrics', 'push_drift', 'prometheus_config', 'local_prometheus',
-           'prom_query']
+           'prom_query', 'dashboard_panels', 'dashboard_html', 'write_dashboard']
 
 # %% ../nbs/09_monitoring.ipynb #w9-007
 import gzip
@@ -438,3 +438,86 @@ def prom_query(url: str, expr: str) -> list:
     q = urllib.parse.urlencode({"query": expr})
     data = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=10).read())
     return [(r["metric"], float(r["value"][1])) for r in data["data"]["result"]]
+
+# %% ../nbs/09_monitoring.ipynb #dash-1
+def _svg(fig) -> str:
+    "A matplotlib figure as an inline SVG element (no file, no script, no network)."
+    import io
+    import matplotlib.pyplot as plt
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()[buf.getvalue().index("<svg"):]
+
+def _table(df) -> str:
+    "A small DataFrame as an HTML table."
+    return df.to_html(index=False, border=0, classes="grid", float_format=lambda x: f"{x:.3g}")
+
+def _chart_panels(con, every: str, **window) -> dict:
+    "The chart panels: traffic per source, label mix over time, the score histogram."
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    t, h = traffic(con, every=every, **window), score_histogram(con, bins=20, **window)
+    out = {}
+    for key, col, title in (("traffic", "source", "predictions per bucket, by source"), ("label-mix", "label", "label mix over time")):
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        if len(t):
+            t.pivot_table(index="bucket", columns=col, values="events", aggfunc="sum").fillna(0).plot.area(ax=ax, linewidth=0)
+        ax.set(title=title, xlabel="", ylabel="predictions")
+        out[key] = _svg(fig)
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    for label, g in h.groupby("label"):
+        ax.bar(g["bin_start"], g["events"], width=0.025, align="edge", alpha=0.7, label=label)
+    ax.set(title="score of the predicted label", xlabel="score", ylabel="predictions")
+    if len(h):
+        ax.legend()
+    out["scores"] = _svg(fig)
+    return out
+
+# %% ../nbs/09_monitoring.ipynb #dash-2
+def dashboard_panels(con, report: dict | None = None, every: str = "1 minute", **window) -> dict:
+    "Every panel of the dashboard as an HTML fragment: charts, latency and versions, ingestion errors, drift."
+    s = summary(con, **window)
+    out = _chart_panels(con, every, **window)
+    out["latency"] = _table(s[["model_version", "source", "requests", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]].rename(
+        columns=lambda c: c.replace("latency_", "").replace("_ms", "")))
+    out["versions"] = _table(s[["model_version", "source", "events", "acceptable_share", "mean_score", "truncated_share", "first", "last"]].rename(
+        columns=lambda c: c.replace("_share", " %").replace("mean_", "")))
+    out["errors"] = (_table(con.execute("SELECT origin AS source, bad_lines FROM cursors ORDER BY origin").df())
+                     + "<p>HTTP errors: Prometheus's PredictErrors alert (the service's <code>/metrics</code>).</p>")
+    if report is None:
+        out["drift"] = "<p class='verdict unknown'>no drift check run</p>"
+    else:
+        rows = "".join(f"<tr><td>{k}</td><td>{t['p']:.3g}</td><td>{t.get('psi', '')}</td></tr>" for k, t in report["tests"].items())
+        out["drift"] = (f"<p class='verdict {report['verdict'].replace(' ', '-')}'>{report['verdict']} ({report['events']} events)</p>"
+                        f"<table class='grid'><tr><th>test</th><th>p</th><th>PSI</th></tr>{rows}</table>")
+    return out
+
+# %% ../nbs/09_monitoring.ipynb #dash-3
+_PANELS = {"traffic": "Traffic", "label-mix": "Label mix", "latency": "Latency (ms, per request)", "scores": "Scores",
+           "versions": "Model versions", "errors": "Ingestion: bad lines", "drift": "Drift"}
+
+_STYLE = ("body{font-family:sans-serif;margin:1em;background:#fafafa}main{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1em}"
+          ".panel{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5em 1em;overflow-x:auto}.panel h2{font-size:1em;margin:.3em 0}"
+          ".grid{border-collapse:collapse;font-size:.85em}.grid td,.grid th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}"
+          ".verdict{font-weight:bold;font-size:1.2em}.drift{color:#b00}.no-drift{color:#070}svg{max-width:100%;height:auto}")
+
+def dashboard_html(con, report: dict | None = None, title: str = "mlops-basics: predictions", every: str = "1 minute", **window) -> str:
+    "A self-contained dashboard page (inline SVG charts and tables; no script, no network): the Kibana-style panels."
+    import html
+    panels = dashboard_panels(con, report, every, **window)
+    body = "".join(f"<section class='panel' id='{k}'><h2>{name}</h2>{panels[k]}</section>" for k, name in _PANELS.items())
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    scope = ", ".join(f"{k}={v}" for k, v in window.items() if v) or "all events"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(scope)}; made {stamp}</p><main>{body}</main></body></html>")
+
+def write_dashboard(path: str | Path, con, report: dict | None = None, **kw) -> Path:
+    "The dashboard page written to `path` (atomically: a reader never sees half a page)."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dashboard_html(con, report, **kw), encoding="utf-8")
+    tmp.replace(path)
+    return path

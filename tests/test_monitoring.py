@@ -268,3 +268,31 @@ def test_a_real_prometheus_scrapes_the_service_and_fires_the_drift_alert(prometh
                 assert prom_query(url, 'mlops_drift_psi{test="score"}')[0][1] == 0.4
         finally:
             proc.terminate(); proc.wait(30)
+
+
+@pytest.mark.browser
+def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_ready, tmp_path):
+    from mlops_basics.core import rendered_html, screenshot
+    from mlops_basics.monitoring import add_events, open_store, write_dashboard
+    con = open_store(":memory:")
+    evs = []
+    for i in range(30):
+        evs += events(f"r{i}", 3, version="v1" if i < 20 else "v2", source="service" if i % 3 else "lambda", ms=2.0 + i,
+                      ts=f"2026-01-01T00:{i:02d}:00.000Z")
+    add_events(con, evs)
+    con.execute("INSERT INTO cursors VALUES ('service.log', '123', 2)")
+    report = {"verdict": "drift", "events": 90, "tests": {"score": {"p": 1e-5, "psi": 0.31}, "label_mix": {"p": 0.2}}}
+    page = write_dashboard(tmp_path / "dashboard.html", con, report, every="10 minutes")
+    html = rendered_html(f"file://{page}")
+    text = page.read_text()
+    assert "<script" not in text and "<link" not in text and 'src="http' not in text and "@import" not in text  # nothing fetched
+    for panel in ("traffic", "label-mix", "latency", "scores", "versions", "errors", "drift"):
+        assert f'id="{panel}"' in html, panel
+    sections = {p: html.split(f'id="{p}"')[1].split("</section>")[0] for p in ("traffic", "label-mix", "scores", "latency", "drift", "errors")}
+    for chart in ("traffic", "label-mix", "scores"):  # drawn, with data: filled areas or bars, not an empty frame
+        assert "<svg" in sections[chart] and sections[chart].count("<path") > 8, chart
+    assert "v2" in sections["latency"] and "lambda" in sections["latency"]
+    assert "drift (90 events)" in sections["drift"] and "0.31" in sections["drift"]
+    assert "service.log" in sections["errors"] and ">2<" in sections["errors"]
+    png = screenshot(f"file://{page}", tmp_path / "dashboard.png", width=1200, height=1000)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
