@@ -7,10 +7,12 @@ __all__ = ['KEY', 'parse_event', 'store_schema', 'open_store', 'new_lines', 'add
            'put_log_lines', 'pull_cloudwatch', 'subscription_changes', 'consume_kinesis', 'where', 'summary', 'traffic',
            'score_histogram', 'reference_stats', 'ensure_reference', 'psi', 'drift_report', 'alert_rules',
            'write_alert_rules', 'promtool', 'drift_metrics', 'push_drift', 'prometheus_config', 'local_prometheus',
-           'prom_query', 'dashboard_panels', 'dashboard_html', 'write_dashboard']
+           'prom_query', 'dashboard_panels', 'dashboard_html', 'write_dashboard', 'es_mapping', 'es_bulk',
+           'kibana_objects', 'export_elasticsearch']
 
 # %% ../nbs/09_monitoring.ipynb #w9-007
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -521,3 +523,64 @@ def write_dashboard(path: str | Path, con, report: dict | None = None, **kw) -> 
     tmp.write_text(dashboard_html(con, report, **kw), encoding="utf-8")
     tmp.replace(path)
     return path
+
+# %% ../nbs/09_monitoring.ipynb #es-1
+_ES_TYPES = {"int": "integer", "float": "float", "bool": "boolean", "str": "keyword", "str?": "text"}
+
+def es_mapping() -> dict:
+    "An Elasticsearch/OpenSearch index mapping for the prediction event, from `EVENT_FIELDS` (ts a date; the sampled text full-text)."
+    props = {n: {"type": "date" if n == "ts" else _ES_TYPES[k]} for n, (k, _) in EVENT_FIELDS.items()}
+    return {"settings": {"number_of_shards": 1}, "mappings": {"dynamic": "strict", "_meta": {"event_schema": EVENT_SCHEMA},
+                                                               "properties": props}}
+
+def es_bulk(con, index: str = "mlops-predictions", **window) -> str:
+    "The window's events as an Elasticsearch bulk request body (NDJSON); each document's id is its store key, so re-sending adds nothing."
+    w, params = where(**window)
+    df = con.execute(f"SELECT * FROM predictions WHERE {w} ORDER BY ts", params).df()
+    lines = []
+    for row in df.to_dict("records"):
+        doc = {k: v for k, v in row.items() if v is not None and not (k == "text" and v != v)}  # no text: no field
+        doc["ts"] = row["ts"].isoformat(timespec="milliseconds") + "Z"
+        key = "|".join(str(doc[k]) for k in KEY)
+        lines += [json.dumps({"index": {"_index": index, "_id": hashlib.sha256(key.encode()).hexdigest()[:32]}}), json.dumps(doc, default=str)]
+    return "\n".join(lines) + "\n" if lines else ""
+
+# %% ../nbs/09_monitoring.ipynb #es-2
+def _vis(vid: str, title: str, kind: str, aggs: list, index_ref: str) -> dict:
+    "One Kibana visualization saved object (the legacy visState format every Kibana 7/8 imports)."
+    state = {"title": title, "type": kind, "aggs": aggs, "params": {}}
+    return {"type": "visualization", "id": vid, "attributes": {"title": title, "visState": json.dumps(state), "uiStateJSON": "{}",
+            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index"})}},
+            "references": [{"name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern", "id": index_ref}]}
+
+def kibana_objects(index: str = "mlops-predictions") -> list[dict]:
+    "Kibana saved objects (import them as NDJSON): the index pattern, the dashboard's panels as visualizations, the dashboard."
+    ip = f"{index}-pattern"
+    hist = lambda field, **p: {"id": "2", "type": "date_histogram", "schema": "segment", "params": {"field": field, **p}}
+    terms = lambda field, schema="group": {"id": "3", "type": "terms", "schema": schema, "params": {"field": field, "size": 10}}
+    count = {"id": "1", "type": "count", "schema": "metric", "params": {}}
+    pct = lambda field: {"id": "1", "type": "percentiles", "schema": "metric", "params": {"field": field, "percents": [50, 95, 99]}}
+    vis = [_vis("traffic", "Traffic by source", "area", [count, hist("ts", interval="auto"), terms("source")], ip),
+           _vis("label-mix", "Label mix over time", "area", [count, hist("ts", interval="auto"), terms("label")], ip),
+           _vis("latency", "Latency p50/p95/p99 (ms)", "line", [pct("latency_ms"), hist("ts", interval="auto")], ip),
+           _vis("scores", "Score histogram", "histogram", [count, {"id": "2", "type": "histogram", "schema": "segment",
+                                                                   "params": {"field": "score", "interval": 0.025}}], ip),
+           _vis("versions", "Model versions", "table", [count, terms("model_version", "bucket")], ip)]
+    panels = [{"panelIndex": str(i), "gridData": {"x": 24 * (i % 2), "y": 15 * (i // 2), "w": 24, "h": 15, "i": str(i)},
+               "panelRefName": f"panel_{i}", "embeddableConfig": {}} for i in range(len(vis))]
+    dash = {"type": "dashboard", "id": "mlops-basics", "attributes": {"title": "mlops-basics: predictions", "panelsJSON": json.dumps(panels),
+            "timeRestore": False, "kibanaSavedObjectMeta": {"searchSourceJSON": "{}"}},
+            "references": [{"name": f"panel_{i}", "type": "visualization", "id": v["id"]} for i, v in enumerate(vis)]}
+    pattern = {"type": "index-pattern", "id": ip, "attributes": {"title": f"{index}*", "timeFieldName": "ts"}, "references": []}
+    return [pattern, *vis, dash]
+
+# %% ../nbs/09_monitoring.ipynb #es-3
+def export_elasticsearch(con, folder: str | Path, index: str = "mlops-predictions", **window) -> dict:
+    "For readers with Elasticsearch/OpenSearch and Kibana: mapping.json, bulk.ndjson and kibana.ndjson in `folder` (not run here)."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "mapping.json", es_mapping())
+    bulk = es_bulk(con, index, **window)
+    (folder / "bulk.ndjson").write_text(bulk)
+    (folder / "kibana.ndjson").write_text("".join(json.dumps(o) + "\n" for o in kibana_objects(index)))
+    return {"folder": str(folder), "documents": bulk.count("\n") // 2, "objects": len(kibana_objects(index))}

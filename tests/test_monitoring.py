@@ -296,3 +296,32 @@ def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_r
     assert "service.log" in sections["errors"] and ">2<" in sections["errors"]
     png = screenshot(f"file://{page}", tmp_path / "dashboard.png", width=1200, height=1000)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
+
+
+def test_the_elasticsearch_export_is_complete_and_idempotent_in_structure(tmp_path):
+    "Not run against Elasticsearch or Kibana (none can run here): the files' structure is what is checked."
+    from mlops_basics.monitoring import add_events, es_mapping, export_elasticsearch, open_store
+    from mlops_basics.serve import EVENT_FIELDS
+    con = open_store(":memory:")
+    add_events(con, events("a", 3) + [e | {"text": "a sampled sentence"} for e in events("b", 1)])
+    got = export_elasticsearch(con, tmp_path)
+    mapping = json.loads((tmp_path / "mapping.json").read_text())
+    assert mapping == es_mapping() and set(mapping["mappings"]["properties"]) == set(EVENT_FIELDS)
+    assert mapping["mappings"]["properties"]["ts"]["type"] == "date" and mapping["mappings"]["dynamic"] == "strict"
+    lines = (tmp_path / "bulk.ndjson").read_text().splitlines()
+    actions, docs = [json.loads(l) for l in lines[::2]], [json.loads(l) for l in lines[1::2]]
+    assert got["documents"] == len(docs) == 4 and all(set(a) == {"index"} for a in actions)
+    assert len({a["index"]["_id"] for a in actions}) == 4  # one id per stored event
+    assert all(set(d) <= set(EVENT_FIELDS) for d in docs) and sum("text" in d for d in docs) == 1
+    export_elasticsearch(con, tmp_path / "again")
+    again = [json.loads(l) for l in (tmp_path / "again" / "bulk.ndjson").read_text().splitlines()[::2]]
+    assert actions == again  # the same ids: sending it twice indexes nothing new
+    objects = [json.loads(l) for l in (tmp_path / "kibana.ndjson").read_text().splitlines()]
+    ids = {(o["type"], o["id"]) for o in objects}
+    fields = set(mapping["mappings"]["properties"])
+    for o in objects:  # every reference resolves, every aggregation is on a mapped field
+        assert all((r["type"], r["id"]) in ids for r in o["references"]), o["id"]
+        if o["type"] == "visualization":
+            used = {a["params"]["field"] for a in json.loads(o["attributes"]["visState"])["aggs"] if "field" in a["params"]}
+            assert used and used <= fields, (o["id"], used)
+    assert sum(o["type"] == "dashboard" for o in objects) == 1
