@@ -8,15 +8,17 @@ __all__ = ['KEY', 'parse_event', 'store_schema', 'open_store', 'new_lines', 'add
            'score_histogram', 'reference_stats', 'ensure_reference', 'psi', 'drift_report', 'alert_rules',
            'write_alert_rules', 'promtool', 'drift_metrics', 'push_drift', 'prometheus_config', 'local_prometheus',
            'prom_query', 'dashboard_panels', 'dashboard_html', 'write_dashboard', 'es_mapping', 'es_bulk',
-           'kibana_objects', 'export_elasticsearch']
+           'kibana_objects', 'export_elasticsearch', 'main']
 
 # %% ../nbs/09_monitoring.ipynb #w9-007
+import argparse
 import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from .core import ConfigError, MlopsBasicsError, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
+from .core import ConfigError, MlopsBasicsError, fail, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
 from .registries import Change, _get, account_id, client
 from .serve import EVENT_FIELDS, EVENT_SCHEMA
 from .serverless import _free_port
@@ -584,3 +586,76 @@ def export_elasticsearch(con, folder: str | Path, index: str = "mlops-prediction
     (folder / "bulk.ndjson").write_text(bulk)
     (folder / "kibana.ndjson").write_text("".join(json.dumps(o) + "\n" for o in kibana_objects(index)))
     return {"folder": str(folder), "documents": bulk.count("\n") // 2, "objects": len(kibana_objects(index))}
+
+# %% ../nbs/09_monitoring.ipynb #cli-1
+_PROG = "mlops-basics-monitor"
+
+def _parser():
+    p = argparse.ArgumentParser(prog=_PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prediction events into a DuckDB store, then summaries, drift checks, the dashboard and exports.",
+        epilog="examples:\n"
+        f"  {_PROG} ingest service.log                 # again later: only what the log gained\n"
+        f"  {_PROG} pull                               # the Lambda's CloudWatch log group (settings: aws.yaml monitoring.*)\n"
+        f"  {_PROG} summary --since 2026-11-25T00:00:00\n"
+        f"  {_PROG} drift --bundle artifacts/bundle    # exit code 1 when the window drifted (for cron and CI)\n"
+        f"  {_PROG} dashboard dashboard.html --bundle artifacts/bundle\n"
+        f"  {_PROG} rules docker/prometheus/alerts.yml # the alert rules, checked by promtool\n\n"
+        "The store: --store, else $MLOPS_BASICS_MONITOR_STORE, else ~/.mlops-basics/monitoring/store.duckdb.")
+    p.add_argument("--store", default=os.environ.get("MLOPS_BASICS_MONITOR_STORE"), help="the DuckDB file")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("ingest", help="read JSON log files (the service's, a container's, the emulator's)").add_argument("logs", nargs="+")
+    for name, what in (("pull", "the Lambda's CloudWatch log group (filter_log_events)"), ("stream", "the Kinesis subscription stream, once")):
+        sub.add_parser(name, help=what).add_argument("overrides", nargs="*", help="Hydra overrides of conf/aws.yaml")
+    for name, what in (("summary", "per version and source: traffic, latency, labels"), ("drift", "the window against the bundle's reference"),
+                       ("dashboard", "write the dashboard page"), ("export-es", "write the Elasticsearch/Kibana files")):
+        s = sub.add_parser(name, help=what)
+        if name in ("dashboard", "export-es"):
+            s.add_argument("out", help="the page (dashboard) or the folder (export-es)")
+        if name in ("drift", "dashboard"):
+            s.add_argument("--bundle", required=name == "drift", help="the model bundle whose validation statistics are the reference")
+            s.add_argument("--data-dir", help="CoLA's folder (default: $MLOPS_BASICS_DATA_DIR, else the hub)")
+        for opt in ("--since", "--until", "--version", "--source"):
+            s.add_argument(opt, help=f"window: {opt[2:]} (times in UTC, ISO 8601)")
+    sub.add_parser("rules", help="write the Prometheus alert rules and check them with promtool").add_argument("out")
+    return p
+
+# %% ../nbs/09_monitoring.ipynb #cli-2
+def _run(a) -> int:
+    "Carry out one parsed command; the exit code."
+    if a.cmd == "rules":
+        print(f"wrote {write_alert_rules(a.out)} ({promtool('check', 'rules', a.out).splitlines()[-1].strip()})")
+        return 0
+    con = open_store(a.store or home_dir() / "monitoring" / "store.duckdb")
+    window = {k: v for k, v in (("since", getattr(a, "since", None)), ("until", getattr(a, "until", None)),
+                                ("model_version", getattr(a, "version", None)), ("source", getattr(a, "source", None))) if v}
+    if a.cmd in ("ingest", "pull", "stream"):
+        from mlops_basics.registries import aws_config
+        got = ([ingest_file(con, f) for f in a.logs] if a.cmd == "ingest" else
+               [(pull_cloudwatch if a.cmd == "pull" else consume_kinesis)(con, aws_config(a.overrides))])
+        for g in got:
+            print(f"{g['origin']}: {g['added']} added, {g['repeats']} already stored, {g['bad']} bad lines")
+    elif a.cmd == "summary":
+        print(summary(con, **window).to_string(index=False))
+    elif a.cmd == "drift":
+        r = drift_report(con, ensure_reference(a.bundle, a.data_dir), **window)
+        print(f"{r['verdict']} ({r['events']} events)" + "".join(f"\n  {k}: p={t['p']:.3g}" + (f", PSI={t['psi']}" if "psi" in t else "")
+                                                                  for k, t in r["tests"].items()))
+        return 1 if r["verdict"] == "drift" else 0
+    elif a.cmd == "dashboard":
+        report = drift_report(con, ensure_reference(a.bundle, a.data_dir), **window) if a.bundle else None
+        print(f"wrote {write_dashboard(a.out, con, report, **window)}")
+    else:
+        print(f"wrote {export_elasticsearch(con, a.out, **window)['documents']} documents and the Kibana objects to {a.out}")
+    return 0
+
+def main(argv: list[str] | None = None) -> None:
+    "Console entry point `mlops-basics-monitor`."
+    a = _parser().parse_args(argv)
+    try:
+        sys.exit(_run(a))
+    except MlopsBasicsError as e:
+        fail(_PROG, e)
+    except Exception as e:  # botocore's errors: one line, not a stack trace
+        if type(e).__module__.split(".")[0] not in ("botocore", "boto3", "duckdb", "_duckdb"):
+            raise
+        fail(_PROG, MlopsBasicsError(f"{type(e).__name__}: {str(e)[:300]}", fix="check the store, the credentials and the region."))

@@ -325,3 +325,26 @@ def test_the_elasticsearch_export_is_complete_and_idempotent_in_structure(tmp_pa
             used = {a["params"]["field"] for a in json.loads(o["attributes"]["visState"])["aggs"] if "field" in a["params"]}
             assert used and used <= fields, (o["id"], used)
     assert sum(o["type"] == "dashboard" for o in objects) == 1
+
+
+def test_the_command_line_ingests_reports_and_errs_in_one_line(bundle, cola_dir, tmp_path, prometheus_ready):
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "mlops-basics-monitor"), "--store", str(tmp_path / "store.duckdb"), *map(str, args)],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "MLOPS_BASICS_HOME": str(tmp_path / "home")})
+    log = tmp_path / "service.log"
+    write(log, events("a", 4) + events("b", 2, version="v2"))
+    first, again = run("ingest", log), run("ingest", log)
+    assert first.returncode == 0 and "6 added, 0 already stored, 0 bad lines" in first.stdout, first.stderr
+    assert "0 added" in again.stdout
+    s = run("summary", "--version", "v2")
+    assert s.returncode == 0 and "v2" in s.stdout and "v1" not in s.stdout.split("\n", 1)[1]
+    d = run("drift", "--bundle", bundle, "--data-dir", cola_dir)
+    assert d.returncode == 0 and d.stdout.startswith("not enough data (6 events)")
+    assert run("dashboard", tmp_path / "d.html").returncode == 0 and (tmp_path / "d.html").read_text().startswith("<!doctype html>")
+    assert run("export-es", tmp_path / "es").returncode == 0 and (tmp_path / "es" / "bulk.ndjson").read_text().count("\n") == 12
+    r = run("rules", tmp_path / "alerts.yml")
+    assert r.returncode == 0 and "4 rules found" in r.stdout, r.stdout + r.stderr
+    for bad, says in ((("ingest", tmp_path / "missing.log"), "no log file"), (("drift",), "--bundle")):
+        r = run(*bad)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert run("--help").returncode == 0 and "examples:" in run("--help").stdout
