@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from .core import ConfigError, MlopsBasicsError, fail, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
-from .registries import Change, _get, account_id, client
+from .core import ConfigError, MlopsBasicsError, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
+from .registries import Change, _get, account_id, cli_error, client
 from .serve import EVENT_FIELDS, EVENT_SCHEMA
 from .serverless import _free_port
 
@@ -107,11 +107,11 @@ def add_events(con, events: list[dict]) -> int:
     if not events:
         return 0
     import pandas as pd
-    batch = pd.DataFrame(events, columns=list(EVENT_FIELDS))
-    before = con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    con.register("batch", pd.DataFrame(events, columns=list(EVENT_FIELDS)))  # a DataFrame as a table, no copy
     cols = ", ".join("CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC'" if n == "ts" else n for n in EVENT_FIELDS)
-    con.execute(f"INSERT OR IGNORE INTO predictions SELECT {cols} FROM batch")
-    return con.execute("SELECT count(*) FROM predictions").fetchone()[0] - before
+    added = con.execute(f"INSERT OR IGNORE INTO predictions SELECT {cols} FROM batch").fetchone()[0]  # rows really inserted
+    con.unregister("batch")
+    return added
 
 # %% ../nbs/09_monitoring.ipynb #w9-take
 def _cursor(con, origin: str, start: str) -> tuple[str, int]:
@@ -652,10 +652,7 @@ def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-monitor`."
     a = _parser().parse_args(argv)
     try:
-        sys.exit(_run(a))
-    except MlopsBasicsError as e:
-        fail(_PROG, e)
-    except Exception as e:  # botocore's errors: one line, not a stack trace
-        if type(e).__module__.split(".")[0] not in ("botocore", "boto3", "duckdb", "_duckdb"):
-            raise
-        fail(_PROG, MlopsBasicsError(f"{type(e).__name__}: {str(e)[:300]}", fix="check the store, the credentials and the region."))
+        code = _run(a)
+    except Exception as e:
+        cli_error(_PROG, e, fix="check the store, the credentials and the region.", modules=("botocore", "boto3", "duckdb", "_duckdb"))
+    sys.exit(code)

@@ -6,7 +6,8 @@
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'local_aws', 'aws_config', 'client', 'account_id', 'trust_policy',
            'deploy_policy', 'allows', 'trusts', 'Change', 'bucket_changes', 'lifecycle_rules', 'repository_changes',
            'identity_changes', 'provision', 'publish_bundle', 'resolve_version', 'fetch_bundle', 'local_registry',
-           'ecr_login', 'raw_manifest', 'manifest_type', 'image_details', 'record_image', 'push_image', 'main']
+           'ecr_login', 'raw_manifest', 'manifest_type', 'image_details', 'record_image', 'push_image', 'cli_error',
+           'main']
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import argparse
@@ -445,6 +446,15 @@ def _parser():
     return p
 
 # %% ../nbs/07_registries.ipynb #w7-044
+def cli_error(prog: str, e: Exception, fix: str, modules: tuple = ("botocore", "boto3")) -> None:
+    "Our errors, and those of AWS's client libraries (or `modules`), as one line and exit 2; anything else is re-raised."
+    if isinstance(e, MlopsBasicsError):
+        fail(prog, e)
+    if type(e).__module__.split(".")[0] not in modules:
+        raise e
+    aws = type(e).__module__.startswith(("botocore", "boto3"))
+    fail(prog, MlopsBasicsError(f"AWS said no: {e}" if aws else f"{type(e).__name__}: {str(e)[:300]}", fix=fix))
+
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-registry`."
     a = _parser().parse_args(argv)
@@ -468,10 +478,5 @@ def main(argv: list[str] | None = None) -> None:
             r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine, a.suffix)
             print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})\n"
                   f"manifest {r['media_type']}")
-    except MlopsBasicsError as e:
-        fail(_PROG, e)
-    except Exception as e:  # botocore's errors: one line, not a stack trace
-        if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
-            raise
-        fail(_PROG, MlopsBasicsError(f"AWS said no: {e}", fix="provision first (mlops-basics-registry provision) and check "
-                                     "the credentials and the region."))
+    except Exception as e:
+        cli_error(_PROG, e, fix="provision first (mlops-basics-registry provision) and check the credentials and the region.")

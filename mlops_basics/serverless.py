@@ -30,9 +30,9 @@ from typing import Callable
 
 from fastcore.basics import patch
 
-from .core import ConfigError, MlopsBasicsError, fail
+from .core import ConfigError, MlopsBasicsError
 from .predict import DEFAULT_BUNDLE, InputError, Predictor, check_sentences
-from .registries import Change, _get, account_id, aws_config, client, provision
+from .registries import Change, _get, account_id, aws_config, cli_error, client, provision
 from .serve import (ServeSettings, answer, error_body, explain_validation, predict_schemas, prediction_events,
                                 request_fix, too_large)
 
@@ -592,9 +592,5 @@ def main(argv: list[str] | None = None) -> None:
     a = _parser().parse_args(argv)
     try:
         _run(a)
-    except MlopsBasicsError as e:
-        fail(_PROG, e)
-    except Exception as e:  # botocore's errors: one line, not a stack trace
-        if type(e).__module__.split(".")[0] not in ("botocore", "boto3"):
-            raise
-        fail(_PROG, MlopsBasicsError(f"AWS said no: {e}", fix="provision first (mlops-basics-lambda provision) and check the image, the credentials and the region."))
+    except Exception as e:
+        cli_error(_PROG, e, fix="provision first (mlops-basics-lambda provision) and check the image, the credentials and the region.")
