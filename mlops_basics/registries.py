@@ -11,6 +11,7 @@ __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'local_aws', 'aws_config', 'clie
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import argparse
+import atexit
 import base64
 import hashlib
 import json
@@ -44,6 +45,7 @@ def local_aws(region: str = "us-east-1"):
         raise ConfigError("moto_server is not installed", fix="pip install -e '.[dev]' (moto[server] comes with it).")
     proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "MOTO_LAMBDA_STUB_ECR": "false"})  # Lambda refuses images ECR does not have
+    atexit.register(lambda: proc.poll() is None and proc.terminate())  # a kernel that exits early takes its server along
     env = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=region, AWS_DEFAULT_REGION=region)
     url = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in [*env, "MLOPS_BASICS_AWS_ENDPOINT"]}
