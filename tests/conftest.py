@@ -144,3 +144,20 @@ def podman_env() -> dict:
     env = dict(os.environ)
     env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])  # "export CONTAINERS_CONF=... BASE_IMAGE=..."
     return env
+
+
+GITHUB_REPO = "learner/mlops-basics"  # the repository the AWS tests provision a deploy role for
+
+
+@pytest.fixture(scope="module")
+def aws():
+    "A moto server process on loopback standing in for AWS, one per test module (weeks 7-9)."
+    from mlops_basics.registries import local_aws
+    with local_aws(region="eu-west-1") as url:
+        yield url
+
+
+def aws_cfg(*overrides):
+    "The composed aws config for the test repository, with Hydra overrides."
+    from mlops_basics.registries import aws_config
+    return aws_config([f"github.repository={GITHUB_REPO}", *overrides])

@@ -3,7 +3,6 @@ under the runtime interface emulator) into DuckDB, idempotently and resumably, a
 import json
 import os
 import subprocess
-import sys
 import time
 
 import httpx
@@ -127,13 +126,6 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
     put_log_lines(cfg, (tmp_path / "lambda.log").read_text().splitlines(), "2026/11/25/[$LATEST]b")  # as Lambda would
     pulled = pull_cloudwatch(con, cfg)
     assert (pulled["added"], pulled["repeats"], pulled["bad"]) == (0, 5, 0)  # the same 5 events, by another path
-
-
-@pytest.fixture(scope="module")
-def aws():
-    from mlops_basics.registries import local_aws
-    with local_aws(region="eu-west-1") as url:
-        yield url
 
 
 def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):

@@ -10,21 +10,12 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from conftest import BIN, ROOT, podman_env
+from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, podman_env
 
-REPO = "learner/mlops-basics"
-
-
-@pytest.fixture(scope="module")
-def aws():
-    from mlops_basics.registries import local_aws
-    with local_aws(region="eu-west-1") as url:
-        yield url
+REPO = GITHUB_REPO
 
 
-def config(*overrides):
-    from mlops_basics.registries import aws_config
-    return aws_config([f"github.repository={REPO}", *overrides])
+config = aws_cfg
 
 
 def cli(*args) -> subprocess.CompletedProcess:
