@@ -6,9 +6,11 @@
 
 Each server runs alone (one after the other) as a uvicorn process with one worker and no access log;
 the load is --requests requests at --concurrency from an async aiohttp client (after a warm-up), cycling
-through CoLA validation sentences. Prints JSON: req/s, p50, p99, errors, the ratio; the installed size
-of the serve extra (a fresh venv) and, with --image, the image size.
-Target: >= 5x the throughput at equal or better p99, zero errors.
+through CoLA validation sentences; ours gets --rounds rounds of it and the median round is reported. Then the ceiling: the model alone (our predictor, token ids ready, no
+HTTP) at the mean batch size our server formed (read from its /metrics). Prints JSON: req/s, p50, p99,
+errors, the ratio, the batches formed, the model-only throughput and HTTP's fraction of it; the installed
+size of the serve extra (a fresh venv) and, with --image, the image size.
+Target: >= 8x the throughput at equal or better p99, >= 70% of the model-only ceiling, zero errors.
 
     python bench/serving.py --bundle artifacts/bundle [--requests 2000] [--concurrency 32] [--image TAG]
 """
@@ -108,6 +110,42 @@ async def load(url: str, sentences: list[str], n: int, conc: int) -> dict:
             "errors": errors, "wall_s": round(wall, 2)}
 
 
+def batches_formed(url: str) -> dict:
+    "The batch sizes the server formed, from its /metrics histogram: mean and how many calls fell in each bucket."
+    import httpx
+    text = httpx.get(url + "/metrics", timeout=10).text
+    val = lambda name: float(next(l.split()[-1] for l in text.splitlines() if l.startswith(name + " ")))
+    buckets, prev = {}, 0.0
+    for l in text.splitlines():
+        if l.startswith("mlops_batch_size_sentences_bucket"):
+            le, n = l.split('le="')[1].split('"')[0], float(l.split()[-1])
+            buckets[le], prev = int(n - prev), n
+    n, total = val("mlops_batch_size_sentences_count"), val("mlops_batch_size_sentences_sum")
+    return {"model_calls": int(n), "mean_batch": round(total / n, 2), "calls_per_bucket": {k: v for k, v in buckets.items() if v}}
+
+
+def model_ceiling(bundle: str, precision: str, sentences: list[str], batch: int, seconds: float = 8.0) -> dict:
+    "Model-only throughput at `batch` sentences a call: the server's own predictor and settings, token ids ready, no HTTP."
+    from mlops_basics.predict import Predictor
+    from mlops_basics.serve import ServeSettings
+    s, out = ServeSettings(bundle=bundle, precision=precision), {"batch": batch}
+    for spin in (True, False):  # ONNX Runtime's default (threads busy-wait) and the server's setting: the ceiling is the faster
+        p = Predictor(bundle, precision, threads=s.threads or None, max_batch=s.max_batch + s.max_sentences, spin=spin)
+        calls = [p.encode(sentences[i:i + batch]) for i in range(0, len(sentences) - batch + 1, batch)]
+        for ids, trunc in calls[:3]:  # warm-up
+            p.predict_ids(ids, trunc)
+        rates = []
+        for _ in range(3):  # three short rounds, the median kept: this machine's speed drifts
+            done, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / 6:
+                ids, trunc = calls[done % len(calls)]
+                p.predict_ids(ids, trunc)
+                done += 1
+            rates.append(done * batch / (time.perf_counter() - t0))
+        out[f"sentences_per_s_spin_{'on' if spin else 'off'}"] = round(sorted(rates)[1], 1)
+    return out | {"sentences_per_s": max(out["sentences_per_s_spin_on"], out["sentences_per_s_spin_off"])}
+
+
 def serve_extra_size() -> dict:
     "Install the serve extra into a fresh venv; its site-packages size and whether torch came along."
     root = Path(__file__).resolve().parents[1]
@@ -126,6 +164,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--bundle", default=os.environ.get("MLOPS_BASICS_BUNDLE", "artifacts/bundle"))
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --requests against ours (the median is reported)")
     p.add_argument("--precision", default="int8", choices=["int8", "fp32"])
     p.add_argument("--image", help="an image tag whose size to report (podman)")
     p.add_argument("--no-size", action="store_true", help="skip the fresh-venv size of the serve extra")
@@ -146,7 +185,12 @@ def main(argv: list[str]) -> dict:
         port = free_port()
         proc = start(kind, a.bundle, port, a.precision)
         try:
-            res[kind] = asyncio.run(load(f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency))
+            rounds = [asyncio.run(load(f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency))
+                      for _ in range(1 if kind == "2021" else a.rounds)]  # ours is fast: several rounds, the median kept
+            res[kind] = sorted(rounds, key=lambda r: r["req_per_s"])[len(rounds) // 2]
+            if kind == "ours":
+                res["ours"]["rounds_req_per_s"] = [r["req_per_s"] for r in rounds]
+                res["ours"]["batches"] = batches_formed(f"http://127.0.0.1:{port}")
         finally:
             proc.terminate()
             proc.wait(30)
@@ -154,8 +198,12 @@ def main(argv: list[str]) -> dict:
     res["ours"]["precision"], res["2021"]["precision"] = a.precision, "fp32 padded to 128"
     res["throughput_ratio"] = round(o["req_per_s"] / b["req_per_s"], 2)
     res["p99_ratio_2021_over_ours"] = round(b["p99_ms"] / o["p99_ms"], 2)
-    res["target"] = {"throughput_ratio_min": 5, "p99": "equal or better", "errors": 0}
-    res["meets_target"] = res["throughput_ratio"] >= 5 and o["p99_ms"] <= b["p99_ms"] and o["errors"] == 0
+    mean = o["batches"]["mean_batch"]
+    res["model_only"] = model_ceiling(a.bundle, a.precision, sentences, max(1, round(mean)))  # the ceiling at the server's batches
+    res["http_fraction_of_model_only"] = round(o["req_per_s"] / res["model_only"]["sentences_per_s"], 3)
+    res["target"] = {"throughput_ratio_min": 8, "p99": "equal or better", "errors": 0, "http_fraction_of_model_only_min": 0.7}
+    res["meets_target"] = (res["throughput_ratio"] >= 8 and o["p99_ms"] <= b["p99_ms"] and o["errors"] == 0
+                           and res["http_fraction_of_model_only"] >= 0.7)
     if not a.no_size:
         res["serve_extra_install"] = serve_extra_size()
     if a.image:

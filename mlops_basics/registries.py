@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'local_aws', 'aws_config', 'client', 'account_id', 'trust_policy',
            'deploy_policy', 'allows', 'trusts', 'Change', 'bucket_changes', 'lifecycle_rules', 'repository_changes',
-           'identity_changes', 'provision', 'publish_bundle', 'resolve_version', 'fetch_bundle', 'local_registry',
-           'ecr_login', 'raw_manifest', 'manifest_type', 'image_details', 'record_image', 'push_image', 'cli_error',
-           'main']
+           'identity_changes', 'role_changes', 'provision', 'publish_bundle', 'resolve_version', 'fetch_bundle',
+           'local_registry', 'ecr_login', 'raw_manifest', 'manifest_type', 'image_details', 'record_image',
+           'push_image', 'cli_error', 'main']
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import argparse
@@ -85,9 +85,9 @@ def account_id(cfg) -> str:
                           fix="in CI: the deploy job's OIDC role; here: AWS_PROFILE or a moto endpoint.") from None
 
 # %% ../nbs/07_registries.ipynb #w7-015
-def trust_policy(cfg, account: str) -> dict:
-    "Who may assume the deploy role: GitHub's OIDC tokens for this repository's deploy environment, nothing else."
-    repo, env = cfg.github.repository, cfg.github.environment
+def trust_policy(cfg, account: str, environment: str | None = None) -> dict:
+    "Who may assume a role: GitHub's OIDC tokens for this repository's `environment` (default: the deploy environment), nothing else."
+    repo, env = cfg.github.repository, environment or cfg.github.environment
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or repo == "OWNER/REPO":
         raise ConfigError(f"github.repository={repo!r} is not a GitHub repository", fix="set github.repository=you/your-fork.")
     return {"Version": "2012-10-17", "Statement": [{
@@ -225,20 +225,25 @@ def identity_changes(cfg, account: str) -> list[Change]:
     if not any(a.endswith("/" + GITHUB_OIDC) for a in arns):
         out.append(Change(f"iam:oidc-provider/{GITHUB_OIDC}", "trust GitHub's OIDC tokens", lambda: iam.create_open_id_connect_provider(
             Url=f"https://{GITHUB_OIDC}", ClientIDList=["sts.amazonaws.com"], ThumbprintList=GITHUB_THUMBPRINTS)))
-    trust, policy = trust_policy(cfg, account), deploy_policy(cfg, account)
+    who = f"{cfg.github.repository}'s {cfg.github.environment} environment"
+    return out + role_changes(cfg, name, trust_policy(cfg, account), deploy_policy(cfg, account), "deploy",
+                              f"create the deploy role, assumable only from {who}", "allow exactly what the deploy job does")
+
+def role_changes(cfg, name: str, trust: dict, policy: dict, policy_name: str, create: str, allow: str) -> list[Change]:
+    "An IAM role with exactly this trust and this one inline policy: the changes it needs (`create` and `allow` say why)."
+    iam, out = client("iam", cfg), []
     role = (_get(iam.get_role, RoleName=name) or {}).get("Role")
     if role is None:
-        out.append(Change(f"iam:role/{name}", f"create the deploy role, assumable only from {cfg.github.repository}'s "
-                          f"{cfg.github.environment} environment", lambda: iam.create_role(
-                              RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600,
-                              Description="mlops-basics deploy job (GitHub OIDC)")))
+        out.append(Change(f"iam:role/{name}", create, lambda: iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600,
+            Description=f"mlops-basics {policy_name} job (GitHub OIDC)")))
     elif role["AssumeRolePolicyDocument"] != trust:
         out.append(Change(f"iam:role/{name}", "update who may assume it", lambda: iam.update_assume_role_policy(
             RoleName=name, PolicyDocument=json.dumps(trust))))
-    have = (_get(iam.get_role_policy, RoleName=name, PolicyName="deploy") or {}).get("PolicyDocument")
+    have = (_get(iam.get_role_policy, RoleName=name, PolicyName=policy_name) or {}).get("PolicyDocument")
     if have != policy:
-        out.append(Change(f"iam:role/{name}", "allow exactly what the deploy job does", lambda: iam.put_role_policy(
-            RoleName=name, PolicyName="deploy", PolicyDocument=json.dumps(policy))))
+        out.append(Change(f"iam:role/{name}", allow, lambda: iam.put_role_policy(
+            RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))))
     return out
 
 # %% ../nbs/07_registries.ipynb #w7-030

