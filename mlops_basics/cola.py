@@ -87,7 +87,8 @@ def _shard(self: LengthGroupedBatchSampler, batches: list[list[int]]) -> list[li
     while len(batches) % self.num_replicas:  # DDP steps in lockstep: split the largest batch until the count divides
         i = max(range(len(batches)), key=lambda j: len(batches[j]))
         if len(batches[i]) < 2:
-            raise ValueError(f"{len(self.lengths)} items cannot make an equal number of batches for {self.num_replicas} processes")
+            raise ConfigError(f"{len(self.lengths)} sentences cannot make an equal number of batches for {self.num_replicas} processes",
+                              fix="train on fewer processes (training.devices) or on more data.")
         half = len(batches[i]) // 2
         batches[i:i + 1] = [batches[i][:half], batches[i][half:]]
     return batches[self.rank::self.num_replicas]

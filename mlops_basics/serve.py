@@ -60,11 +60,14 @@ class ServeSettings:
             raise ConfigError(f"MLOPS_BASICS_SERVE_BODY_TIMEOUT_S={self.body_timeout_s} must be positive", fix="e.g. 10.")
 
 # %% ../nbs/05_serving.ipynb #ef966c36
-def _flag(raw: str) -> bool:
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+def _flag(name: str, raw: str) -> bool:
     "A yes/no setting from the environment: 1/true/yes/on or 0/false/no/off."
-    if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ValueError(raw)
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    v = raw.strip().lower()
+    if v not in _YES + _NO:
+        raise ConfigError(f"MLOPS_BASICS_SERVE_{name.upper()}={raw!r} is not a yes or no", fix="set it to 1 or 0 (or true/false).")
+    return v in _YES
 
 @patch(cls_method=True)
 def from_env(cls: ServeSettings, **overrides) -> ServeSettings:
@@ -77,7 +80,7 @@ def from_env(cls: ServeSettings, **overrides) -> ServeSettings:
         if raw is None:
             continue
         try:
-            vals[f.name] = _flag(raw) if isinstance(f.default, bool) else type(f.default)(raw)
+            vals[f.name] = _flag(f.name, raw) if isinstance(f.default, bool) else type(f.default)(raw)
         except ValueError:
             raise ConfigError(f"MLOPS_BASICS_SERVE_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}", fix=f"set it like the default, {f.default!r}.") from None
     return cls(**{**vals, **{k: v for k, v in overrides.items() if v is not None}})
