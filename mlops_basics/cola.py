@@ -230,9 +230,10 @@ class ColaModel(L.LightningModule):
 # %% ../nbs/00_project_setup.ipynb #b72ea1c4
 @patch
 def training_step(self: ColaModel, batch: dict, batch_idx: int) -> torch.Tensor:
-    "Cross-entropy of one batch, logged per step and per epoch."
+    "Cross-entropy of one batch, logged per step and per epoch (under DDP: the mean over the processes)."
     loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-    self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+    self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]),
+             sync_dist=True)  # one process: nothing to sync
     return loss
 
 @patch
@@ -254,7 +255,8 @@ def validation_step(self: ColaModel, batch: dict, batch_idx: int) -> None:
 @patch
 def on_validation_epoch_end(self: ColaModel) -> None:
     "Log the epoch's metrics (under DDP torchmetrics first sums every process's counts) and reset them."
-    self.log_dict({**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}, prog_bar=True)
+    self.log_dict({**self.val_metrics.compute(), "val/loss": self.val_loss.compute()}, prog_bar=True,
+                  sync_dist=True)  # already equal on every process: the sync changes nothing, and says so to Lightning
     self.val_metrics.reset()
     self.val_loss.reset()
 

@@ -6,7 +6,7 @@
 __all__ = ['BACKBONE_SOURCES', 'WANDB_MODES', 'LABELS', 'COLA_FILES', 'CHROMIUM_FLAGS', 'MlopsBasicsError', 'DataError',
            'ConfigError', 'CourseError', 'home_dir', 'fail', 'write_json', 'staged_dir', 'read_cola_tsv', 'load_cola',
            'default_data_dir', 'check', 'find_chromium', 'chromium', 'screenshot', 'rendered_html', 'course_notebooks',
-           'run_notebook', 'run_course', 'main']
+           'run_notebook', 'run_course', 'run_side_by_side', 'main']
 
 # %% ../nbs/index.ipynb #5262a696
 import json
@@ -216,13 +216,17 @@ def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "pytho
 
 # %% ../nbs/index.ipynb #0d9e98f7
 def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, profile: str = "smoke",
-               only: list[str] | None = None, kernel: str = "python3", log=print) -> dict[str, float]:
-    "Run the course notebooks in order with papermill; seconds per notebook. Stops at the first failure."
+               only: list[str] | None = None, kernel: str = "python3", log=print, jobs: int = 1) -> dict[str, float]:
+    "Run the course notebooks in order with papermill (`jobs` > 1: side by side); seconds per notebook. Stops at the first failure."
     if profile not in ("smoke", "full"):
         raise CourseError(f"unknown profile {profile!r}", fix="--profile smoke or --profile full.")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise CourseError(f"--jobs {jobs} is not a positive number of notebooks", fix="--jobs 1 (in order) or more.")
     nbs = course_notebooks(nbs_dir, only)
     out_dir = Path(out_dir or home_dir() / "course" / time.strftime("%Y-%m-%d_%H-%M-%S")).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if jobs > 1:
+        return run_side_by_side(nbs, out_dir, profile, kernel, jobs, log)
     times = {}
     for i, nb in enumerate(nbs, 1):
         log(f"[{i}/{len(nbs)}] {nb.name} ({profile}) ...")
@@ -232,6 +236,31 @@ def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, p
     log(f"all {len(nbs)} notebooks ran; executed copies in {out_dir}")
     return times
 
+# %% ../nbs/index.ipynb #side-by-side-code
+def _run_alone(nb: Path, out_dir: Path, parameters: dict, kernel: str) -> float:
+    "`run_notebook` in this process with a home folder of its own (the kernel inherits it)."
+    import os
+    os.environ["MLOPS_BASICS_HOME"] = str(out_dir / "home" / nb.stem)
+    return run_notebook(nb, out_dir, parameters, kernel)
+
+def run_side_by_side(nbs: list[Path], out_dir: Path, profile: str, kernel: str, jobs: int, log=print) -> dict[str, float]:
+    "Run `nbs` `jobs` at a time, each in its own process and home folder; at the first failure start no more."
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    log(f"{len(nbs)} notebooks ({profile}), {jobs} at a time ...")
+    times = {}
+    with ProcessPoolExecutor(jobs) as pool:
+        todo = {pool.submit(_run_alone, nb.resolve(), out_dir, {"profile": profile, "output_dir": str(out_dir / "runs" / nb.stem)},
+                            kernel): nb for nb in nbs}
+        for f in as_completed(todo):
+            if f.exception() is not None:
+                for g in todo:
+                    g.cancel()  # the running ones finish; the rest never start
+                raise f.exception()
+            times[todo[f].name] = f.result()
+            log(f"[{len(times)}/{len(nbs)}] {todo[f].name} ok in {f.result():.1f} s")
+    log(f"all {len(nbs)} notebooks ran; executed copies in {out_dir}")
+    return {nb.name: times[nb.name] for nb in nbs}
+
 # %% ../nbs/index.ipynb #8b818881
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-course`: run the course notebooks with papermill."
@@ -240,15 +269,18 @@ def main(argv: list[str] | None = None) -> None:
         "Execute the course notebooks (nbs/NN_*.ipynb) in order with papermill, each with its parameters "
         "cell set to the chosen profile, and write the executed copies to an output folder. "
         "Stops at the first failing notebook and names the cell that broke."),
-        epilog="examples:\n  mlops-basics-course --profile smoke --out /tmp/course\n  mlops-basics-course 00 02 --profile full",
+        epilog="examples:\n  mlops-basics-course --profile smoke --out /tmp/course\n  mlops-basics-course 00 02 --profile full\n"
+               "  mlops-basics-course --jobs 2                     two notebooks at a time",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("only", nargs="*", metavar="PREFIX", help="run only notebooks whose names start with these (e.g. 00 01)")
     p.add_argument("--profile", default="smoke", choices=["smoke", "full"], help="smoke: a few batches (default); full: the real recipe")
     p.add_argument("--nbs", default="nbs", help="folder with the notebooks (default: nbs)")
     p.add_argument("--out", default=None, help="folder for the executed notebooks and their runs (default: $MLOPS_BASICS_HOME/course/<time>, home ~/.mlops-basics)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3, this Python)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks run side by side, each with a home folder of its "
+                   "own under OUT/home (default: 1, in order)")
     a = p.parse_args(argv)
     try:
-        run_course(a.nbs, a.out, a.profile, a.only, a.kernel)
+        run_course(a.nbs, a.out, a.profile, a.only, a.kernel, jobs=a.jobs)
     except (CourseError, OSError) as e:
         fail("mlops-basics-course", e, code=1)

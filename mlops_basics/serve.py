@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['EVENT_SCHEMA', 'EVENT_FIELDS', 'ERROR_FIELDS', 'ERROR_KINDS', 'ServeSettings', 'Overloaded', 'MicroBatcher',
            'ServeMetrics', 'BodyRejected', 'too_large', 'read_body', 'RequestLimits', 'error_body', 'request_fix',
-           'explain_validation', 'predict_schemas', 'Frame', 'answer', 'prediction_events', 'error_event', 'create_app',
-           'main']
+           'explain_validation', 'predict_schemas', 'model_workers', 'Frame', 'answer', 'prediction_events',
+           'error_event', 'create_app', 'main']
 
 # %% ../nbs/05_serving.ipynb #bd75b2b7
 import asyncio
@@ -42,8 +42,10 @@ class ServeSettings:
     max_body_bytes: int = 65536       # largest request body, however it is sent (Content-Length or chunked)
     body_timeout_s: float = 10.0      # longest time to receive a request body; beyond: 408
     max_in_flight: int = 512          # requests inside the server at once; beyond: 503 + Retry-After
-    threads: int = 0                  # ONNX Runtime threads (0 = all cores)
+    workers: int = 0                  # model calls running at once, each in a thread of its own (0 = one per core)
+    threads: int = 0                  # ONNX Runtime threads per model call (0 = cores / workers)
     spin: bool = False                # ONNX Runtime threads busy-wait between calls (off: the cores serve HTTP meanwhile)
+    gil_switch_ms: float = 0.2        # longest a Python thread keeps the GIL while another waits (Python's default: 5)
     log_text_rate: float = 0.0        # share of predictions logged with their sentence (0 = never; see week 9)
 
     def __post_init__(self):
@@ -52,8 +54,10 @@ class ServeSettings:
         for f in ("max_batch", "queue_size", "max_sentences", "max_body_bytes", "max_in_flight"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"MLOPS_BASICS_SERVE_{f.upper()}={getattr(self, f)} must be at least 1", fix="set it to 1 or more.")
-        if self.max_wait_ms < 0 or self.threads < 0:
-            raise ConfigError("MLOPS_BASICS_SERVE_MAX_WAIT_MS and _THREADS must not be negative", fix="set them to 0 or more.")
+        if self.gil_switch_ms <= 0:
+            raise ConfigError(f"MLOPS_BASICS_SERVE_GIL_SWITCH_MS={self.gil_switch_ms} must be positive", fix="e.g. 0.2.")
+        if self.max_wait_ms < 0 or self.threads < 0 or self.workers < 0:
+            raise ConfigError("MLOPS_BASICS_SERVE_MAX_WAIT_MS, _THREADS and _WORKERS must not be negative", fix="set them to 0 or more.")
         if not 0 <= self.log_text_rate <= 1:
             raise ConfigError(f"MLOPS_BASICS_SERVE_LOG_TEXT_RATE={self.log_text_rate} is not a share", fix="set it between 0 and 1.")
         if self.body_timeout_s <= 0:
@@ -91,18 +95,19 @@ class Overloaded(MlopsBasicsError):
 
 # %% ../nbs/05_serving.ipynb #299961f2
 class MicroBatcher:
-    "Gathers concurrent requests into batched model calls run in a worker thread."
-    def __init__(self, predict, max_batch: int = 64, max_wait_ms: float = 0.0, queue_size: int = 256, on_batch=None):
+    "Gathers concurrent requests into batched model calls, run in `workers` threads."
+    def __init__(self, predict, max_batch: int = 64, max_wait_ms: float = 0.0, queue_size: int = 256, on_batch=None,
+                 workers: int = 1):
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self.on_batch = on_batch or (lambda n, secs: None)
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self.task: asyncio.Task | None = None
+        self.workers, self.pool = workers, ThreadPoolExecutor(workers, thread_name_prefix="model")
+        self.tasks: list[asyncio.Task] = []
         self.busy = 0  # requests taken from the queue and not yet answered
 
     def start(self) -> None:
-        "Start the batching task on the running event loop."
-        self.task = asyncio.get_running_loop().create_task(self._loop())
+        "Start the batching tasks (one per worker) on the running event loop."
+        self.tasks = [asyncio.get_running_loop().create_task(self._loop()) for _ in range(self.workers)]
 
     async def submit(self, sentences: list[str]) -> list[dict]:
         "Predictions for `sentences`, computed in some batch; `Overloaded` when the queue is full."
@@ -142,7 +147,7 @@ async def _loop(self: MicroBatcher) -> None:
     loop = asyncio.get_running_loop()
     while True:
         batch = await self._collect()
-        self.busy = len(batch)
+        self.busy += len(batch)
         sentences = [s for sents, _ in batch for s in sents]
         t0 = time.perf_counter()
         try:
@@ -158,16 +163,16 @@ async def _loop(self: MicroBatcher) -> None:
                 if not fut.done():  # the client may have gone away
                     fut.set_result(results[i: i + len(sents)])
                 i += len(sents)
-        self.busy = 0
+        self.busy -= len(batch)
 
 @patch
 async def stop(self: MicroBatcher, timeout: float = 30) -> None:
-    "Finish the queued requests, then stop the task and the worker thread."
+    "Finish the queued requests, then stop the tasks and the worker threads."
     t_end = time.monotonic() + timeout
     while (not self.queue.empty() or self.busy) and time.monotonic() < t_end:
         await asyncio.sleep(0.01)
-    if self.task:
-        self.task.cancel()
+    for task in self.tasks:
+        task.cancel()
     self.pool.shutdown(wait=True)
 
 # %% ../nbs/05_serving.ipynb #31646f70
@@ -250,11 +255,14 @@ class RequestLimits:
         if self.in_flight >= self.max_in_flight:
             return await self._reject(scope, send, BodyRejected(503, "busy", "the server has too many requests in "
                                       "flight", "retry after the time in Retry-After"), {"Retry-After": "1"})
-        length = dict(scope.get("headers", ())).get(b"content-length")
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._reject(scope, send, too_large(self.max_bytes))
         self.in_flight += 1
         try:
+            if length is None and b"transfer-encoding" not in headers:  # no body (a GET): nothing to read or cap
+                return await self.app(scope, receive, send)
             body = await read_body(receive, self.max_bytes, self.timeout_s)
             if body is not None:
                 await self.app(scope, _replay(body, receive), send)
@@ -327,6 +335,12 @@ def predict_schemas(max_sentences: int):
 
 
 # %% ../nbs/05_serving.ipynb #ca-c-code
+def model_workers(s: ServeSettings) -> tuple[int, int]:
+    "Model calls at once and ONNX Runtime threads per call: the settings, else one single-threaded call per core."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = s.workers or cores
+    return workers, s.threads or max(1, cores // workers)
+
 def _lifespan(s: ServeSettings, m: ServeMetrics, state: dict):
     "Load the bundle and start the micro-batcher when the server starts; stop the batcher when it stops."
     from contextlib import asynccontextmanager
@@ -334,15 +348,18 @@ def _lifespan(s: ServeSettings, m: ServeMetrics, state: dict):
     @asynccontextmanager
     async def lifespan(app):
         try:
-            p = state["predictor"] or Predictor(s.bundle, s.precision, threads=s.threads or None,
+            workers, threads = model_workers(s)
+            sys.setswitchinterval(s.gil_switch_ms / 1000)  # a model thread back from ONNX Runtime gets the GIL sooner
+            p = state["predictor"] or Predictor(s.bundle, s.precision, threads=threads,
                                                 max_batch=s.max_batch + s.max_sentences, spin=s.spin)
             state["predictor"] = p
             m.model.labels(p.version, p.precision).set(1)
             b = state["batcher"] = MicroBatcher(lambda items: p.predict_ids(*zip(*items)), s.max_batch, s.max_wait_ms, s.queue_size,
-                                                on_batch=lambda n, secs: (m.batch.observe(n), m.model_seconds.observe(secs)))
+                                                on_batch=lambda n, secs: (m.batch.observe(n), m.model_seconds.observe(secs)),
+                                                workers=workers)
             b.start()
-            _log.info("ready: bundle %s (%s), max_batch %d, max_wait %.1f ms, queue %d", p.version, p.precision,
-                      s.max_batch, s.max_wait_ms, s.queue_size)
+            _log.info("ready: bundle %s (%s), max_batch %d, max_wait %.1f ms, queue %d, %d model calls at once x %d threads",
+                      p.version, p.precision, s.max_batch, s.max_wait_ms, s.queue_size, workers, threads)
         except MlopsBasicsError as e:
             state["error"] = str(e)
             _log.error("not ready: %s", e)

@@ -122,18 +122,31 @@ def test_every_script_a_workflow_runs_exists_and_parses():
         assert f"bash .ci/{job}" in test_all
 
 
-def test_integration_shards_run_every_test_exactly_once():
-    "The four CI shards of .ci/integration partition the suite."
-    def ids(*args):
-        r = run(BIN / "python", "-m", "pytest", "tests", "--collect-only", "-q", "-p", "no:cacheprovider", *args, cwd=ROOT)
-        return {l for l in r.stdout.splitlines() if "::" in l}
-    shards = {s: ids("-m", m) for s, m in {"fast": "not containers and not dvc and not slow", "dvc": "dvc and not slow",
-                                              "containers": "containers and not dvc and not slow", "slow": "slow"}.items()}
-    text = (ROOT / ".ci/integration").read_text()
-    for m in ("not containers and not dvc and not slow", "dvc and not slow", "containers and not dvc and not slow"):
-        assert m in text
-    everything = ids()
-    assert sum(len(s) for s in shards.values()) == len(everything) and set().union(*shards.values()) == everything
+MARKS_PLUGIN = """
+def pytest_collection_finish(session):
+    for item in session.items:
+        print("MARKS", item.nodeid, ",".join(sorted({m.name for m in item.iter_markers()})))
+"""
+
+
+def test_integration_shards_run_every_test_exactly_once(tmp_path):
+    "The four CI shards of .ci/integration partition the suite: each collected test falls in exactly one."
+    import re
+    shards = dict(re.findall(r'^\s*(\w+)\) m="([^"]+)"', (ROOT / ".ci/integration").read_text(), flags=re.M))
+    assert set(shards) == {"fast", "dvc", "containers", "slow"}, shards
+    (tmp_path / "marks_plugin.py").write_text(MARKS_PLUGIN)  # one collection, every test with its markers
+    r = run(BIN / "python", "-m", "pytest", "tests", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "marks_plugin",
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    tests = [l[6:].rsplit(" ", 1) for l in r.stdout.splitlines() if l.startswith("MARKS ")]  # node ids may hold spaces
+    assert len(tests) > 150, r.stdout[-2000:]
+
+    def in_shard(expr: str, marks: set) -> bool:  # a pytest -m expression: marker names joined by and/or/not
+        names = set(re.findall(r"\w+", expr)) - {"and", "or", "not"}
+        return eval(expr, {"__builtins__": {}}, {n: n in marks for n in names})
+    for nodeid, marks in tests:
+        hits = [s for s, expr in shards.items() if in_shard(expr, set(marks.split(",")))]
+        assert len(hits) == 1, f"{nodeid} runs in {hits or 'no shard'}"
 
 
 class FakeGitHub(BaseHTTPRequestHandler):

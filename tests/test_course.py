@@ -32,3 +32,21 @@ def test_runner_rejects_bad_arguments(tmp_path, home):
     assert r.returncode == 1 and "no course notebooks" in r.stderr
     r = run_cli("mlops-basics-course", "--profile", "huge", home=home, timeout=60)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_side_by_side_each_notebook_gets_a_home_of_its_own_and_a_failure_is_named(tmp_path, home):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    nbs.mkdir()
+    for week in ("00_a", "01_b", "02_c"):  # each writes a marker in its home; a shared home would show the others' markers
+        notebook(nbs / f"{week}.ipynb", "import os, pathlib, time\nh = pathlib.Path(os.environ['MLOPS_BASICS_HOME'])\n"
+                 f"h.mkdir(parents=True, exist_ok=True); (h / '{week}').touch(); time.sleep(1)\n"
+                 f"assert [p.name for p in h.iterdir()] == ['{week}'], list(h.iterdir())")
+    r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--out", str(out), "--jobs", "2", home=home, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "3 notebooks (smoke), 2 at a time" in r.stdout and r.stdout.count(" ok in ") == 3
+    assert sorted(p.name for p in (out / "home").iterdir()) == ["00_a", "01_b", "02_c"]
+    notebook(nbs / "01_b.ipynb", "raise ValueError('boom side by side')")
+    r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--out", str(tmp_path / "out2"), "-j", "2", home=home, timeout=180)
+    assert r.returncode == 1 and "01_b.ipynb: cell 2" in r.stderr and "boom side by side" in r.stderr, r.stderr[-2000:]
+    r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--jobs", "0", home=home, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().endswith("Fix: --jobs 1 (in order) or more.")
