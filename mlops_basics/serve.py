@@ -143,7 +143,7 @@ async def _collect(self: MicroBatcher) -> list:
 # %% ../nbs/05_serving.ipynb #9ab62049
 @patch
 async def _loop(self: MicroBatcher) -> None:
-    "Forever: collect a batch, predict in the worker thread, hand each request its slice."
+    "Forever: collect a batch, predict in a worker thread, hand each request its slice."
     loop = asyncio.get_running_loop()
     while True:
         batch = await self._collect()
