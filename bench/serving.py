@@ -9,7 +9,8 @@ the load is --requests requests at --concurrency from an async client on the sam
 cycling through CoLA validation sentences: by default a lean one (prepared HTTP/1.1 requests on keep-alive
 connections), or aiohttp with --client aiohttp. Ours gets --rounds rounds of it and the median round is
 reported. Then the ceiling: the model alone (our predictor, token ids ready, no HTTP) at the mean batch size
-our server formed (read from its /metrics), the best of one call on every core and one call per core.
+our server formed (read from its /metrics), the best of one call on every core and one call per core; and,
+as a second view, the same for the mix of batch sizes it formed (each at its bucket's upper bound).
 Prints JSON: req/s, p50, p99, errors, the ratio, the batches formed, the model-only throughput and HTTP's
 fraction of it; the installed size of the serve extra (a fresh venv) and, with --image, the image size.
 Target: >= 8x the throughput at equal or better p99, >= 70% of the model-only ceiling, zero errors.
@@ -169,37 +170,49 @@ def batches_formed(url: str) -> dict:
 def model_rate(p, calls: list, streams: int, seconds: float) -> float:
     "Sentences per second of `streams` threads calling the model back to back on prepared token ids."
     import threading
-    done, batch = [0] * streams, len(calls[0][0])
+    done = [0] * streams
     stop = time.perf_counter() + seconds
 
     def work(k: int):
         j = k
         while time.perf_counter() < stop:
-            p.predict_ids(*calls[j % len(calls)])
-            done[k], j = done[k] + 1, j + streams
+            ids, trunc = calls[j % len(calls)]
+            p.predict_ids(ids, trunc)
+            done[k], j = done[k] + len(ids), j + streams
     t0 = time.perf_counter()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(streams)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) * batch / (time.perf_counter() - t0)
+    return sum(done) / (time.perf_counter() - t0)
 
 
-def model_ceiling(bundle: str, precision: str, sentences: list[str], batch: int, seconds: float = 8.0) -> dict:
-    "Model-only throughput at `batch` sentences a call, token ids ready, no HTTP: the best of the ways to use the cores."
+def model_ceiling(bundle: str, precision: str, sentences: list[str], sizes: list[int], seconds: float = 8.0) -> dict:
+    "Model-only throughput for calls of `sizes` sentences, token ids ready, no HTTP: the best of the ways to use the cores."
     from mlops_basics.predict import Predictor
-    cores, out = len(os.sched_getaffinity(0)), {"batch": batch}
+    cores, out = len(os.sched_getaffinity(0)), {}
     ways = {f"1_call_{cores}_threads_spin_on": (cores, 1, True), f"1_call_{cores}_threads_spin_off": (cores, 1, False),
             f"{cores}_calls_1_thread_each": (1, cores, False)}  # the server's default is the last
     for name, (threads, streams, spin) in ways.items():
-        p = Predictor(bundle, precision, threads=threads, max_batch=max(batch, 128), spin=spin)
-        calls = [p.encode(sentences[i:i + batch]) for i in range(0, len(sentences) - batch + 1, batch)]
+        p = Predictor(bundle, precision, threads=threads, max_batch=max(max(sizes), 128), spin=spin)
+        calls, i = [], 0
+        for n in sizes * max(1, len(sentences) // sum(sizes)):  # the sizes in turn, over the sentences in order
+            calls.append(p.encode(sentences[i:i + n]))
+            i = i + n if i + 2 * n <= len(sentences) else 0
         for ids, trunc in calls[:3]:  # warm-up
             p.predict_ids(ids, trunc)
         rates = sorted(model_rate(p, calls, streams, seconds / 9) for _ in range(3))  # the median of three: speed drifts here
         out[name] = round(rates[1], 1)
     return out | {"sentences_per_s": max(out[k] for k in ways)}
+
+
+def formed_sizes(batches: dict) -> list[int]:
+    "The server's model calls as batch sizes, each at its histogram bucket's upper bound, interleaved (seeded)."
+    import random
+    sizes = [int(float(le)) for le, n in batches["calls_per_bucket"].items() if le != "+Inf" for _ in range(n)]
+    random.Random(0).shuffle(sizes)
+    return sizes
 
 
 def serve_extra_size() -> dict:
@@ -259,8 +272,11 @@ def main(argv: list[str]) -> dict:
     res["throughput_ratio"] = round(o["req_per_s"] / b["req_per_s"], 2)
     res["p99_ratio_2021_over_ours"] = round(b["p99_ms"] / o["p99_ms"], 2)
     mean = o["batches"]["mean_batch"]
-    res["model_only"] = model_ceiling(a.bundle, a.precision, sentences, max(1, round(mean)))  # the ceiling at the server's batches
+    res["model_only"] = {"batch": max(1, round(mean))} | model_ceiling(a.bundle, a.precision, sentences, [max(1, round(mean))])
     res["http_fraction_of_model_only"] = round(o["req_per_s"] / res["model_only"]["sentences_per_s"], 3)
+    # a second view: the calls the server made, each size at its bucket's upper bound (so never below what it formed)
+    res["model_only_formed_mix"] = model_ceiling(a.bundle, a.precision, sentences, formed_sizes(o["batches"]))
+    res["http_fraction_of_formed_mix"] = round(o["req_per_s"] / res["model_only_formed_mix"]["sentences_per_s"], 3)
     res["target"] = {"throughput_ratio_min": 8, "p99": "equal or better", "errors": 0, "http_fraction_of_model_only_min": 0.7}
     res["meets_target"] = (res["throughput_ratio"] >= 8 and o["p99_ms"] <= b["p99_ms"] and o["errors"] == 0
                            and res["http_fraction_of_model_only"] >= 0.7)
