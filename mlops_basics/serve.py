@@ -358,7 +358,7 @@ def _lifespan(s: ServeSettings, m: ServeMetrics, state: dict):
                                                 on_batch=lambda n, secs: (m.batch.observe(n), m.model_seconds.observe(secs)),
                                                 workers=workers)
             b.start()
-            _log.info("ready: bundle %s (%s), max_batch %d, max_wait %.1f ms, queue %d, %d model calls at once x %d threads",
+            _log.info("ready: bundle %s (%s), max_batch %d, max_wait %.1f ms, queue %d, workers %d x threads %d",
                       p.version, p.precision, s.max_batch, s.max_wait_ms, s.queue_size, workers, threads)
         except MlopsBasicsError as e:
             state["error"] = str(e)
