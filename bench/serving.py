@@ -65,14 +65,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(kind: str, bundle: str, port: int, precision: str) -> subprocess.Popen:
+def start(kind: str, bundle: str, port: int, precision: str, env: dict | None = None) -> subprocess.Popen:
     "One server process: the 2021 app or ours, uvicorn, one worker, no access log."
     if kind == "2021":
         cmd = [sys.executable, __file__, "--serve-2021", bundle, "--port", str(port)]
     else:
         cmd = [str(Path(sys.executable).parent / "mlops-basics-serve"), "--bundle", bundle, "--port", str(port),
                "--precision", precision]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     import httpx
     for _ in range(600):
         try:
@@ -151,6 +151,15 @@ async def load_raw(url: str, sentences: list[str], n: int, conc: int) -> dict:
     return {"requests": n, "concurrency": conc, "req_per_s": round(n / wall, 1),
             "p50_ms": round(1000 * statistics.median(lat), 2), "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2),
             "errors": errors, "wall_s": round(wall, 2)}
+
+
+def one_round(client: str, url: str, sentences: list[str], n: int, conc: int) -> dict:
+    "One round of load from `client`, with the client's own CPU time per request."
+    import resource
+    use = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+    c0 = use()
+    r = asyncio.run((load_raw if client == "lean" else load)(url, sentences, n, conc))
+    return r | {"client_cpu_ms_per_request": round(1000 * (use() - c0) / (n + min(100, n)), 3)}  # warm-up included
 
 
 def batches_formed(url: str) -> dict:
@@ -239,6 +248,9 @@ def main(argv: list[str]) -> dict:
                    help="load generator: lean (prepared requests on raw keep-alive connections, ~0.2 ms CPU a request) "
                         "or aiohttp (~0.4 ms); both run on the same cores as the server")
     p.add_argument("--image", help="an image tag whose size to report (podman)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VAL[,KEY=VAL]",
+                   help="also run ours with these server settings, side by side (e.g. "
+                        "gil5ms:MLOPS_BASICS_SERVE_GIL_SWITCH_MS=5); repeatable")
     p.add_argument("--no-size", action="store_true", help="skip the fresh-venv size of the serve extra")
     p.add_argument("--data-dir")
     a = p.parse_args(argv)
@@ -253,17 +265,22 @@ def main(argv: list[str]) -> dict:
            "bundle_version": json.loads((Path(a.bundle) / "manifest.json").read_text())["version"],
            "load": {"requests": a.requests, "concurrency": a.concurrency, "endpoint": "GET /predict?text=", "client": a.client,
                     "sentences": len(sentences)}}
-    for kind in ("2021", "ours"):
+    variants = dict(v.split(":", 1) for v in a.variant)  # name -> "KEY=VAL,KEY=VAL" (server settings)
+    for kind in ("2021", "ours", *variants):
         port = free_port()
-        proc = start(kind, a.bundle, port, a.precision)
+        env = dict(kv.split("=", 1) for kv in variants[kind].split(",")) if kind in variants else None
+        proc = start("2021" if kind == "2021" else "ours", a.bundle, port, a.precision, env)
         try:
-            gen = load_raw if a.client == "lean" else load
-            rounds = [asyncio.run(gen(f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency))
+            rounds = [one_round(a.client, f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency)
                       for _ in range(1 if kind == "2021" else a.rounds)]  # ours is fast: several rounds, the median kept
-            res[kind] = sorted(rounds, key=lambda r: r["req_per_s"])[len(rounds) // 2]
-            if kind == "ours":
-                res["ours"]["rounds_req_per_s"] = [r["req_per_s"] for r in rounds]
-                res["ours"]["batches"] = batches_formed(f"http://127.0.0.1:{port}")
+            out = sorted(rounds, key=lambda r: r["req_per_s"])[len(rounds) // 2]
+            if kind != "2021":
+                out["rounds_req_per_s"] = [r["req_per_s"] for r in rounds]
+                out["batches"] = batches_formed(f"http://127.0.0.1:{port}")
+            if kind in variants:
+                res.setdefault("variants", {})[kind] = {"settings": env, **out}
+            else:
+                res[kind] = out
         finally:
             proc.terminate()
             proc.wait(30)

@@ -45,7 +45,6 @@ class ServeSettings:
     workers: int = 0                  # model calls running at once, each in a thread of its own (0 = one per core)
     threads: int = 0                  # ONNX Runtime threads per model call (0 = cores / workers)
     spin: bool = False                # ONNX Runtime threads busy-wait between calls (off: the cores serve HTTP meanwhile)
-    gil_switch_ms: float = 0.2        # longest a Python thread keeps the GIL while another waits (Python's default: 5)
     log_text_rate: float = 0.0        # share of predictions logged with their sentence (0 = never; see week 9)
 
     def __post_init__(self):
@@ -54,8 +53,6 @@ class ServeSettings:
         for f in ("max_batch", "queue_size", "max_sentences", "max_body_bytes", "max_in_flight"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"MLOPS_BASICS_SERVE_{f.upper()}={getattr(self, f)} must be at least 1", fix="set it to 1 or more.")
-        if self.gil_switch_ms <= 0:
-            raise ConfigError(f"MLOPS_BASICS_SERVE_GIL_SWITCH_MS={self.gil_switch_ms} must be positive", fix="e.g. 0.2.")
         if self.max_wait_ms < 0 or self.threads < 0 or self.workers < 0:
             raise ConfigError("MLOPS_BASICS_SERVE_MAX_WAIT_MS, _THREADS and _WORKERS must not be negative", fix="set them to 0 or more.")
         if not 0 <= self.log_text_rate <= 1:
@@ -349,7 +346,6 @@ def _lifespan(s: ServeSettings, m: ServeMetrics, state: dict):
     async def lifespan(app):
         try:
             workers, threads = model_workers(s)
-            sys.setswitchinterval(s.gil_switch_ms / 1000)  # a model thread back from ONNX Runtime gets the GIL sooner
             p = state["predictor"] or Predictor(s.bundle, s.precision, threads=threads,
                                                 max_batch=s.max_batch + s.max_sentences, spin=s.spin)
             state["predictor"] = p

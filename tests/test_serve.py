@@ -329,3 +329,24 @@ def test_docs_page_renders_in_chromium_without_internet(server, chromium_ready, 
         assert f'data-path="{path}"' in html, path
     png = screenshot(server.url + "/docs", tmp_path / "docs.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_model_calls_run_per_core_by_default_and_the_workers_setting_is_checked(bundle, tmp_path, home):
+    "A real server logs the calls it runs at once; 3 workers answer every request right; bad values stop it in one line."
+    cores = len(os.sched_getaffinity(0))
+    s = Server(bundle, tmp_path)
+    s.stop()
+    assert f"workers {cores} x threads 1" in s.log.read_text()
+    s = Server(bundle, tmp_path, workers=3, threads=1, precision="fp32")
+    try:
+        sents = [f"The cat number {i} saw the ball." for i in range(24)]
+        results = asyncio.run(_load(s.url, n=96, conc=24, sentences=sents))
+    finally:
+        s.stop()
+    assert "workers 3 x threads 1" in s.log.read_text()
+    expect = alone(bundle)
+    assert all(c == 200 for _, c, _ in results)
+    for sents, _, body in results:  # each answer is its own sentences', whichever worker ran it
+        assert [p["label"] for p in body["predictions"]] == [expect(x)["label"] for x in sents]
+    r = run_cli("mlops-basics-serve", "--bundle", str(bundle), home=home, timeout=60, MLOPS_BASICS_SERVE_WORKERS="-1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "_WORKERS must not be negative" in r.stderr
