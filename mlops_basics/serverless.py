@@ -33,7 +33,7 @@ from fastcore.basics import patch
 from .core import ConfigError, MlopsBasicsError
 from .predict import DEFAULT_BUNDLE, InputError, Predictor, check_sentences
 from .registries import Change, _get, account_id, aws_config, cli_error, client, provision
-from .serve import (ServeSettings, answer, error_body, error_event, explain_validation, predict_schemas,
+from .serve import (GET_MAX_CHARS, ServeSettings, answer, error_body, error_event, explain_validation, predict_schemas,
                                 prediction_events, request_fix, too_large)
 
 _log = logging.getLogger("mlops_basics.serverless")

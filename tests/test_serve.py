@@ -138,6 +138,25 @@ def test_get_predict_validation(server):
     assert r.status_code == 422 and r.json()["fix"]
 
 
+def test_fast_lane_answers_get_predict_exactly_as_fastapi_does(server, bundle, tmp_path):
+    "The default fast lane and FastAPI's own route (fast_lane=0) give the same status, body and headers to the same GETs."
+    plain = Server(bundle, tmp_path, precision="fp32", max_sentences=16, fast_lane=0)
+    queries = [{"text": "The cat saw the ball."}, {"text": "café + crème brûlée, 100% sure & fine?"}, {"text": "\U0001f600" * 1000},
+               {"text": "a" * 1001}, {"text": ""}, {"text": "  "}, {"text": "\u0000"}, {}, {"text": "x", "y": "1"},
+               [("text", "first"), ("text", "second one")], {"txt": "x"}]
+    try:
+        for q in queries:
+            a = httpx.get(server.url + "/predict", params=q, headers={"X-Request-ID": "same-id"})
+            b = httpx.get(plain.url + "/predict", params=q, headers={"X-Request-ID": "same-id"})
+            assert (a.status_code, a.json()) == (b.status_code, b.json()), q
+            assert [a.headers.get(h) for h in ("content-type", "x-request-id", "x-model-version")] == \
+                   [b.headers.get(h) for h in ("content-type", "x-request-id", "x-model-version")]
+        metrics = httpx.get(server.url + "/metrics").text
+    finally:
+        plain.stop()
+    assert 'mlops_requests_total{endpoint="/predict",method="GET",status="200"}' in metrics  # framed and counted
+
+
 def test_one_json_log_line_per_prediction(server):
     before = len(server.lines())
     httpx.post(server.url + "/predict", json={"sentences": ["One here.", "And two here."]}, headers={"X-Request-ID": "log-test"})
