@@ -16,7 +16,6 @@ import os
 import random
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -376,7 +375,7 @@ class Frame:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        rid = dict(scope["headers"]).get(b"x-request-id", b"")[:64].decode("latin-1") or uuid.uuid4().hex[:16]
+        rid = dict(scope["headers"]).get(b"x-request-id", b"")[:64].decode("latin-1") or f"{random.getrandbits(64):016x}"  # no system call
         scope.setdefault("state", {})["rid"], t0 = rid, time.perf_counter()  # request.state.rid in the endpoints
         p = self.state["predictor"]
         extra = [(b"x-request-id", rid.encode("latin-1"))] + ([(b"x-model-version", p.version.encode())] if p else [])
@@ -567,7 +566,8 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
     state = {"predictor": predictor, "batcher": None, "error": None}
     PredictRequest, PredictResponse = predict_schemas(s.max_sentences)
     app = FastAPIOffline(title="mlops-basics CoLA service", version="1.0", lifespan=_lifespan(s, m, state),
-                  description="Is an English sentence grammatically acceptable? CoLA classifier served from a model bundle.")
+                  description="Is an English sentence grammatically acceptable? CoLA classifier served from a model bundle.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # we report through /metrics and the log
     run = _predictor_endpoint(s, m, state)
     if s.fast_lane:
         app.add_middleware(FastLane, run=run)  # middlewares added later wrap it: the innermost of ours
