@@ -597,7 +597,7 @@ _PROG = "mlops-basics-serve"
 
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-serve`: check the bundle, then run uvicorn."
-    import argparse
+    import argparse, textwrap
     p = argparse.ArgumentParser(prog=_PROG, description="Serve a model bundle over HTTP (FastAPI + uvicorn, no torch).",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
         "endpoints: POST /predict {\"sentences\": [...]}, GET /predict?text=..., /health, /ready, /metrics, /docs\n\n"
@@ -605,7 +605,9 @@ def main(argv: list[str] | None = None) -> None:
         f"  {_PROG} --bundle artifacts/bundle --port 8000\n"
         "  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{\"sentences\": [\"The book was read.\"]}'\n\n"
         "Every setting also reads MLOPS_BASICS_SERVE_<NAME> (e.g. MLOPS_BASICS_SERVE_MAX_BATCH=32); the bundle\n"
-        f"also $MLOPS_BASICS_BUNDLE; default {DEFAULT_BUNDLE}."))
+        f"also $MLOPS_BASICS_BUNDLE; default {DEFAULT_BUNDLE}. The settings and their defaults (week 5 says what each does):\n"
+        + textwrap.fill(", ".join(f"{f.name.upper()}={int(f.default) if isinstance(f.default, bool) else f.default}"
+                                  for f in fields(ServeSettings) if f.name != "bundle"), 100, initial_indent="  ", subsequent_indent="  ")))
     p.add_argument("--bundle", help="model bundle folder")
     p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 in a container; default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
