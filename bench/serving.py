@@ -13,7 +13,8 @@ server formed (read from its /metrics), the best of one call on every core and o
 second view, the same for the mix of batch sizes it formed (spread evenly within its histogram buckets).
 The machine's speed drifts, so the ceiling is measured right after each round of ours, and HTTP's fraction
 is the median of the rounds' fractions. Prints JSON: req/s, p50, p99, errors, the ratio, the batches formed,
-the model-only throughput and HTTP's fraction of it; the installed size of the serve extra (a fresh venv)
+the model-only throughput and HTTP's fraction of it, the CPU per request of the client, the server
+and its event loop (Linux /proc); the installed size of the serve extra (a fresh venv)
 and, with --image, the image size.
 Target: >= 8x the throughput at equal or better p99, >= 70% of the model-only ceiling, zero errors.
 
@@ -175,13 +176,25 @@ def load_raw(url: str, sentences: list[str], n: int, conc: int, timeout: float =
             "errors": errors, "wall_s": round(wall, 2)}
 
 
-def one_round(client: str, url: str, sentences: list[str], n: int, conc: int) -> dict:
-    "One round of load from `client`, with the client's own CPU time per request."
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    "CPU seconds (user + system) a process, or one of its threads, has used so far (Linux /proc; 0 elsewhere)."
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    try:
+        fields = open(path).read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(client: str, url: str, sentences: list[str], n: int, conc: int, server_pid: int) -> dict:
+    "One round of load from `client`, with the CPU per request of the client, the server and its event loop."
     import resource
     use = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
-    c0 = use()
+    c0, s0, e0 = use(), cpu_seconds(server_pid), cpu_seconds(server_pid, server_pid)  # the main thread runs the loop
     r = load_raw(url, sentences, n, conc) if client == "lean" else asyncio.run(load(url, sentences, n, conc))
-    return r | {"client_cpu_ms_per_request": round(1000 * (use() - c0) / (n + min(100, n)), 3)}  # warm-up included
+    per = lambda secs: round(1000 * secs / (n + min(100, n)), 3)  # warm-up included
+    return r | {"client_cpu_ms_per_request": per(use() - c0), "server_cpu_ms_per_request": per(cpu_seconds(server_pid) - s0),
+                "event_loop_cpu_ms_per_request": per(cpu_seconds(server_pid, server_pid) - e0)}
 
 
 def batches_formed(url: str) -> dict:
@@ -303,7 +316,7 @@ def main(argv: list[str]) -> dict:
         try:
             rounds = []
             for _ in range(1 if kind == "2021" else a.rounds):  # ours is fast: several rounds, the median kept
-                rounds.append(one_round(a.client, f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency))
+                rounds.append(one_round(a.client, f"http://127.0.0.1:{port}", sentences, a.requests, a.concurrency, proc.pid))
                 if kind == "ours":
                     formed = batches_formed(f"http://127.0.0.1:{port}")
                     mean = max(1, round(formed["mean_batch"]))
