@@ -10,13 +10,14 @@ __all__ = ['EVENT_SCHEMA', 'EVENT_FIELDS', 'ERROR_FIELDS', 'ERROR_KINDS', 'GET_M
 
 # %% ../nbs/05_serving.ipynb #bd75b2b7
 import asyncio
+import collections
 import json
 import logging
 import os
 import random
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
@@ -93,85 +94,103 @@ class Overloaded(MlopsBasicsError):
 
 # %% ../nbs/05_serving.ipynb #299961f2
 class MicroBatcher:
-    "Gathers concurrent requests into batched model calls, run in `workers` threads."
+    "Gathers concurrent requests into batched model calls, made by `workers` threads that each take their own batches."
     def __init__(self, predict, max_batch: int = 64, max_wait_ms: float = 0.0, queue_size: int = 256, on_batch=None,
                  workers: int = 1):
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        self.queue_size, self.waiting = queue_size, collections.deque()  # (sentences, future) of requests not yet taken
+        self.cv = threading.Condition()  # guards waiting, busy and stopping; wakes a worker when a request arrives
         self.on_batch = on_batch or (lambda n, secs: None)
-        self.workers, self.pool = workers, ThreadPoolExecutor(workers, thread_name_prefix="model")
-        self.tasks: list[asyncio.Task] = []
-        self.busy = 0  # requests taken from the queue and not yet answered
+        self.workers, self.threads, self.busy, self.stopping = workers, [], 0, False  # busy: taken, not yet answered
 
     def start(self) -> None:
-        "Start the batching tasks (one per worker) on the running event loop."
-        self.tasks = [asyncio.get_running_loop().create_task(self._loop()) for _ in range(self.workers)]
+        "Start the worker threads; their answers go back to the running event loop."
+        self.loop = asyncio.get_running_loop()
+        self.threads = [threading.Thread(target=self._work, name=f"model-{i}", daemon=True) for i in range(self.workers)]
+        for t in self.threads:
+            t.start()
+
+    def depth(self) -> int:
+        "Requests waiting for a worker."
+        return len(self.waiting)
 
     async def submit(self, sentences: list[str]) -> list[dict]:
         "Predictions for `sentences`, computed in some batch; `Overloaded` when the queue is full."
-        fut = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait((sentences, fut))
-        except asyncio.QueueFull:
-            raise Overloaded("the service is at capacity", fix="retry after a second.") from None
+        fut = self.loop.create_future()
+        with self.cv:
+            if len(self.waiting) >= self.queue_size:
+                raise Overloaded("the service is at capacity", fix="retry after a second.")
+            self.waiting.append((sentences, fut))
+            self.cv.notify()  # wakes one idle worker, if there is one
         return await fut
 
 # %% ../nbs/05_serving.ipynb #9fec1002
 @patch
-async def _collect(self: MicroBatcher) -> list:
-    "The next batch: the first waiting request, then more until the batch is full or, if the queue was empty, `max_wait_ms` passed."
-    idle = self.queue.empty()  # nothing waiting: the model is idle, so wait a little for company; else take what queued and go
-    batch = [await self.queue.get()]
-    n, deadline = len(batch[0][0]), asyncio.get_running_loop().time() + (self.max_wait if idle else 0)
-    while n < self.max_batch:
-        try:
-            item = self.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            left = deadline - asyncio.get_running_loop().time()
+def _collect(self: MicroBatcher) -> list | None:
+    "The next batch: the first waiting request, then more until full or, if the queue was empty, `max_wait_ms` passed; None: stop."
+    with self.cv:
+        idle = not self.waiting  # nothing waiting: the model is idle, so wait a little for company; else take what queued and go
+        while not self.waiting:
+            if self.stopping:
+                return None
+            self.cv.wait()
+        batch = [self.waiting.popleft()]
+        n, deadline = len(batch[0][0]), time.monotonic() + (self.max_wait if idle else 0)
+        while n < self.max_batch:
+            if self.waiting:
+                batch.append(self.waiting.popleft())
+                n += len(batch[-1][0])
+                continue
+            left = deadline - time.monotonic()
             if left <= 0:
                 break
-            try:
-                item = await asyncio.wait_for(self.queue.get(), left)
-            except asyncio.TimeoutError:
-                break
-        batch.append(item)
-        n += len(item[0])
-    return batch
+            self.cv.wait(left)
+        self.busy += len(batch)
+        return batch
 
 # %% ../nbs/05_serving.ipynb #9ab62049
 @patch
-async def _loop(self: MicroBatcher) -> None:
-    "Forever: collect a batch, predict in a worker thread, hand each request its slice."
-    loop = asyncio.get_running_loop()
-    while True:
-        batch = await self._collect()
-        self.busy += len(batch)
+def _work(self: MicroBatcher) -> None:
+    "A worker thread: until stopped, collect a batch, predict, hand the answers to the event loop."
+    while (batch := self._collect()) is not None:
         sentences = [s for sents, _ in batch for s in sents]
         t0 = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self.pool, self.predict, sentences)
+            results, error = self.predict(sentences), None
             self.on_batch(len(sentences), time.perf_counter() - t0)
         except Exception as e:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
-        else:
-            i = 0
-            for sents, fut in batch:
-                if not fut.done():  # the client may have gone away
-                    fut.set_result(results[i: i + len(sents)])
-                i += len(sents)
-        self.busy -= len(batch)
+            results, error = None, e
+        try:
+            self.loop.call_soon_threadsafe(self._answer, batch, results, error)
+        except RuntimeError:  # the event loop has closed: nobody waits for these answers any more
+            return
 
 @patch
+def _answer(self: MicroBatcher, batch: list, results: list | None, error: Exception | None) -> None:
+    "On the event loop: each request of the batch gets its slice of the results, or the batch's error."
+    i = 0
+    for sents, fut in batch:
+        if not fut.done():  # the client may have gone away
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(results[i: i + len(sents)])
+        i += len(sents)
+    with self.cv:
+        self.busy -= len(batch)
+
+# %% ../nbs/05_serving.ipynb #batcher-stop
+@patch
 async def stop(self: MicroBatcher, timeout: float = 30) -> None:
-    "Finish the queued requests, then stop the tasks and the worker threads."
+    "Finish the queued requests, then stop the worker threads."
     t_end = time.monotonic() + timeout
-    while (not self.queue.empty() or self.busy) and time.monotonic() < t_end:
+    while (self.waiting or self.busy) and time.monotonic() < t_end:
         await asyncio.sleep(0.01)
-    for task in self.tasks:
-        task.cancel()
-    self.pool.shutdown(wait=True)
+    with self.cv:
+        self.stopping = True
+        self.cv.notify_all()
+    for t in self.threads:
+        await asyncio.to_thread(t.join, max(0.1, t_end - time.monotonic()))
 
 # %% ../nbs/05_serving.ipynb #31646f70
 class ServeMetrics:
@@ -499,7 +518,7 @@ def _predictor_endpoint(s: ServeSettings, m: ServeMetrics, state: dict):
             m.errors.labels("validation").inc()
             return _error(422, e.problem, rid, e.fix or None)
         t0 = time.perf_counter()
-        m.queue.set(state["batcher"].queue.qsize())
+        m.queue.set(state["batcher"].depth())
         try:
             preds = await state["batcher"].submit(items)
         except Overloaded as e:
@@ -551,7 +570,7 @@ def _add_probes(app, s: ServeSettings, m: ServeMetrics, state: dict) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics():
-        m.queue.set(state["batcher"].queue.qsize() if state["batcher"] else 0)
+        m.queue.set(state["batcher"].depth() if state["batcher"] else 0)
         body, ctype = m.render()
         return Response(body, media_type=ctype)
 
