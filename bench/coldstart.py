@@ -15,12 +15,12 @@ Target: ours <= 1 s and >= 5x faster than the 2021-style predictor.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 OURS = """
 import time, json, sys
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> dict:
         ours.append(once(OURS, bundle, "fp32"))
         ours8.append(once(OURS, bundle, "int8"))
         old.append(once(OLD_2021, bundle))
-    res = {"benchmark": "coldstart", "cpus": os.cpu_count(), "python": platform.python_version(), "runs": a.runs,
+    res = {"benchmark": "coldstart", **machine(), "runs": a.runs,
            "ours": med(ours), "ours_int8": med(ours8), "style_2021": med(old)}
     res["speedup"] = round(res["style_2021"]["wall_s"] / res["ours"]["wall_s"], 2)
     res["speedup_int8"] = round(res["style_2021"]["wall_s"] / res["ours_int8"]["wall_s"], 2)

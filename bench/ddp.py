@@ -13,12 +13,12 @@ be faster; it pays when each process has hardware of its own.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 
 def run(kind: str, out: Path, fraction: float, data_dir: str | None) -> dict:
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--fraction", type=float, default=1.0, help="share of the epoch's batches (1.0: the whole epoch)")
     p.add_argument("--data-dir", default=os.environ.get("MLOPS_BASICS_DATA_DIR"))
     a = p.parse_args(argv)
-    res = {"benchmark": "ddp", "cpus": os.cpu_count(), "python": platform.python_version(), "fraction_of_epoch": a.fraction,
+    res = {"benchmark": "ddp", **machine(), "fraction_of_epoch": a.fraction,
            "model": "minilm", "per_process_batch": 32}
     with tempfile.TemporaryDirectory() as d:
         for kind in ("single", "ddp"):

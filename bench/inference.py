@@ -21,7 +21,6 @@ there is none); without --bundle it exports one from the checkpoint into a tempo
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mlops_basics.core import MlopsBasicsError, fail
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 
 def timed(fn, items, warmup: int = 5) -> list[float]:
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> dict:
     n = min(a.n, len(sentences))
     singles = sentences[:n]
     batches = [sentences[k:k + 32] for k in range(0, len(sentences) - 31, 32)]
-    res = {"benchmark": "inference", "cpus": os.cpu_count(), "python": platform.python_version(),
+    res = {"benchmark": "inference", **machine(),
            "onnxruntime": ort.__version__, "torch": torch.__version__, "n_validation": len(sentences),
            "n_single_calls": n, "batches_of_32": len(batches), "threads": a.threads or "default", "paths": {}}
     P = res["paths"]

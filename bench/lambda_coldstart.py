@@ -17,7 +17,6 @@ the ratios. Target: init >= 5x faster, image >= 4x smaller, warm p50 <= 10 ms.
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -26,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> dict:
     for _ in range(a.runs):
         r_ours.append(one_round(ours, a.invokes, a.engine))
         r_old.append(one_round(old, a.invokes, a.engine))
-    res = {"benchmark": "lambda_coldstart", "cpus": os.cpu_count(), "python": platform.python_version(), "runs": a.runs,
+    res = {"benchmark": "lambda_coldstart", **machine(), "runs": a.runs,
            "warm_invokes": a.invokes, "ours": summary(r_ours, sizes[ours]), "style_2021": summary(r_old, sizes[old])}
     o, s = res["ours"], res["style_2021"]
     res["init_speedup"] = round(s["init_ms"] / o["init_ms"], 2)

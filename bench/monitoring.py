@@ -10,8 +10,6 @@ this process. Target: >= 50,000 events/s ingested; every dashboard query <= 1 s 
 """
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import shutil
@@ -21,6 +19,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 
 def synth(path: Path, n: int, seed: int = 0) -> None:
@@ -81,7 +80,7 @@ def main(argv: list[str]) -> dict:
             "score histogram": lambda: score_histogram(con, bins=20),
         }
         q = {name: timed(fn, a.repeat) for name, fn in queries.items()}
-        res = {"benchmark": "monitoring", "cpus": os.cpu_count(), "python": platform.python_version(), "events": got["added"],
+        res = {"benchmark": "monitoring", **machine(), "events": got["added"],
                "bad_lines": got["bad"], "log_mb": round(log.stat().st_size / 1e6, 1),
                "store_mb": round((tmp / "store.duckdb").stat().st_size / 1e6, 1), "ingest_s": round(ingest_s, 2),
                "events_per_s": int(got["added"] / ingest_s), "reingest_nothing_new_s": again, "query_s": q,

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 
 def app_2021(bundle: str):
@@ -303,7 +303,7 @@ def main(argv: list[str]) -> dict:
         sentences = validation_set(a.data_dir)[0]
     except Exception:
         sentences = ["The book was written by John.", "Who do you think that left?", "Mary thinks that John left."]
-    res = {"benchmark": "serving", "cpus": os.cpu_count(), "python": platform.python_version(),
+    res = {"benchmark": "serving", **machine(),
            "bundle_version": json.loads((Path(a.bundle) / "manifest.json").read_text())["version"],
            "load": {"requests": a.requests, "concurrency": a.concurrency, "endpoint": "GET /predict?text=", "client": a.client,
                     "sentences": len(sentences)}}

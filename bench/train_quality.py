@@ -13,7 +13,6 @@ its published CoLA MCC is 0.0.)
 """
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ import time
 from mlops_basics.core import MlopsBasicsError, fail
 from mlops_basics.tracking import read_history
 from mlops_basics.train import compose_config, train
+from machine import machine  # bench/machine.py: cores, CPU model and features
 
 COMMON = ["model=minilm", "training=full", "logger=csv", "training.progress_bar=false"]
 PLAIN = ["model.pooling=cls", "training.lr=5e-5", "training.head_lr=5e-5", "training.max_epochs=3",
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     baseline = "--baseline" in argv
     extra = [a for a in argv if a != "--baseline"]
-    res = {"benchmark": "train_quality", "cpus": os.cpu_count(), "python": platform.python_version(),
+    res = {"benchmark": "train_quality", **machine(),
            "target": {"mcc": 0.30, "train_seconds": 600}}
     if baseline:
         res["plain"] = run(COMMON + PLAIN + extra)
@@ -61,6 +61,8 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(print(__doc__.strip()))
     try:
         print(json.dumps(main(sys.argv[1:]), indent=1))
     except MlopsBasicsError as e:
