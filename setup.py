@@ -17,7 +17,8 @@ def reqs(key: str) -> list[str]:
 
 extras = {k: reqs(f"{k}_requirements") for k in ("train", "serve", "lambda", "aws", "monitor", "version")}
 extras["all"] = sorted({r for v in extras.values() for r in v})
-extras["dev"] = extras["all"] + reqs("dev_requirements")
+extras["lint"] = reqs("lint_requirements")
+extras["dev"] = extras["all"] + extras["lint"] + reqs("dev_requirements")
 
 readme = here / "README.md"
 setuptools.setup(

@@ -67,3 +67,17 @@ def test_every_check_fails_untouched_and_passes_with_its_solution(week, tmp_path
     assert len(untouched) == n and all(l.startswith("✗ ") and "not done yet" in l for l in untouched), untouched
     solved = run(try_it(week, solved=True), tmp_path)
     assert len(solved) == n and all(l.startswith("✓ ") and l.endswith(": done") for l in solved), solved
+
+
+def test_week6_exercise1_refuses_an_input_pasted_into_run(tmp_path, monkeypatch):
+    "Exercise 1 solved the unsafe way, `${{ inputs.greeting }}` inside `run:` (a script injection), stays not done."
+    monkeypatch.setenv("MLOPS_BASICS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLOPS_BASICS_PROFILE", "smoke")
+    nb = try_it("06_ci_cd", solved=True)
+    cell = next(c for c in nb.cells if c.source.startswith("# Exercise 1:"))
+    safe = '      - run: echo "$GREETING from ${{ github.repository }}"\n        env:\n          GREETING: ${{ inputs.greeting }}\n'
+    assert safe in cell.source
+    cell.source = cell.source.replace(safe, '      - run: echo "${{ inputs.greeting }} from ${{ github.repository }}"\n')
+    lines = run(nb, tmp_path)
+    assert lines[0].startswith("✗ Exercise 1") and "template-injection" in lines[0] and "env:" in lines[0], lines
+    assert all(l.endswith(": done") for l in lines[1:]), lines

@@ -461,11 +461,13 @@ def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, t
         put_log_lines(cfg, lines, f"2026/11/30/[$LATEST]{tag}")
     log(rng.sample(val, 400), "ordinary")
     env = {**os.environ, "GITHUB_REPOSITORY": "learner/mlops-basics", "MLOPS_BASICS_MONITOR_STORE": str(tmp_path / "store.duckdb"),
-           "MLOPS_BASICS_HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+           "MLOPS_BASICS_HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+           "MLOPS_BASICS_VENV": str(tmp_path / "job-venv")}  # the job's own venv: the extras .ci/monitor installs, no torch
     job = lambda out: subprocess.run(["bash", str(ROOT / ".ci/monitor"), str(tmp_path / out)], capture_output=True, text=True,
                                      env=env, timeout=600)
     first = job("report1")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert not list((tmp_path / "job-venv").glob("lib/python*/site-packages/torch")), "the monitor job installed torch"
     assert "no drift (400 events)" in first.stdout and "predictions and 0 errors added" in first.stdout, first.stdout  # (the group has other tests' events too)
     report = tmp_path / "report1"
     assert {f.name for f in report.iterdir()} == {"dashboard.html", "drift.txt", "summary.txt"}  # no copy of the bundle
