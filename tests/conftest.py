@@ -50,6 +50,16 @@ def wait_ready(url: str, timeout: float = 60, proc: subprocess.Popen | None = No
     raise AssertionError(f"{url} never became ready" + (": " + log.read_text()[-3000:] if log else ""))
 
 
+def job_venv(tmp_path: Path) -> Path:
+    "A folder for a CI job's own venv (MLOPS_BASICS_VENV: the job's script installs there only its extras), beside tmp_path."
+    return tmp_path.parent / f"{tmp_path.name}-job-venv"
+
+
+def has_torch(venv: Path) -> bool:
+    "Whether torch is installed in `venv`."
+    return any(venv.glob("lib/python*/site-packages/torch"))
+
+
 def real_cola_dir() -> Path | None:
     "The real CoLA folder: $MLOPS_BASICS_DATA_DIR, else ../shared/data/cola beside the repository."
     for d in (os.environ.get("MLOPS_BASICS_DATA_DIR"), ROOT.parent / "shared" / "data" / "cola"):

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import BIN, ROOT, podman_env
+from conftest import BIN, ROOT, has_torch, job_venv, podman_env
 
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
 GOOD_DEPLOY = """\
@@ -200,13 +200,13 @@ def test_describe_shows_each_workflows_job_graph():
 def test_the_deploy_jobs_local_part_builds_and_smoke_tests_the_image(bundle, tmp_path):
     "`.ci/deploy` as CI runs it, on a fork with no AWS settings: build, run, /ready, one prediction, a notice."
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["MLOPS_BASICS_VENV"] = str(tmp_path / "job-venv")  # the job's own venv: the extras .ci/deploy installs
+    env["MLOPS_BASICS_VENV"] = str(job_venv(tmp_path))  # the job's own venv: the extras .ci/deploy installs
     r = subprocess.run(["bash", str(ROOT / ".ci/deploy"), str(bundle)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     version = json.loads((bundle / "manifest.json").read_text())["version"]
     assert f"serves bundle {version}" in r.stdout
     assert "registry push and the Lambda deploy (weeks 7-8) are skipped" in r.stdout
-    assert not list((tmp_path / "job-venv").glob("lib/python*/site-packages/torch")), "the deploy job installed torch"
+    assert not has_torch(job_venv(tmp_path)), "the deploy job installed torch"
     remove_image(r.stdout)
 
 

@@ -437,7 +437,7 @@ def test_the_monitoring_role_is_read_only_and_provisioned_once(aws, tmp_path):
 def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, tmp_path):
     ".ci/monitor as monitor.yml runs it: the bundle from S3, the log group pulled, drift checked, the report written; twice."
     import random
-    from conftest import aws_cfg, real_cola_dir
+    from conftest import aws_cfg, has_torch, job_venv, real_cola_dir
     from mlops_basics.core import read_cola_tsv
     from mlops_basics.monitoring import put_log_lines
     from mlops_basics.predict import Predictor
@@ -462,12 +462,12 @@ def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, t
     log(rng.sample(val, 400), "ordinary")
     env = {**os.environ, "GITHUB_REPOSITORY": "learner/mlops-basics", "MLOPS_BASICS_MONITOR_STORE": str(tmp_path / "store.duckdb"),
            "MLOPS_BASICS_HOME": str(tmp_path / "home"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-           "MLOPS_BASICS_VENV": str(tmp_path / "job-venv")}  # the job's own venv: the extras .ci/monitor installs, no torch
+           "MLOPS_BASICS_VENV": str(job_venv(tmp_path))}  # the job's own venv: the extras .ci/monitor installs
     job = lambda out: subprocess.run(["bash", str(ROOT / ".ci/monitor"), str(tmp_path / out)], capture_output=True, text=True,
                                      env=env, timeout=600)
     first = job("report1")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert not list((tmp_path / "job-venv").glob("lib/python*/site-packages/torch")), "the monitor job installed torch"
+    assert not has_torch(job_venv(tmp_path)), "the monitor job installed torch"
     assert "no drift (400 events)" in first.stdout and "predictions and 0 errors added" in first.stdout, first.stdout  # (the group has other tests' events too)
     report = tmp_path / "report1"
     assert {f.name for f in report.iterdir()} == {"dashboard.html", "drift.txt", "summary.txt"}  # no copy of the bundle

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, podman_env
+from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, job_venv, podman_env
 
 REPO = GITHUB_REPO
 
@@ -231,7 +231,7 @@ def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_d
             subprocess.run(["podman", "tag", pushed["by_digest"], local], capture_output=True, env=env)
             r = subprocess.run(["bash", str(ROOT / ".ci/publish"), str(bundle), local], capture_output=True, text=True, timeout=600,
                                env={**env, "MLOPS_BASICS_REGISTRY": host, "MLOPS_BASICS_GITHUB_REPOSITORY": REPO,
-                                    "MLOPS_BASICS_S3_BUCKET": "publish-test", "MLOPS_BASICS_VENV": str(tmp_path / "job-venv")})
+                                    "MLOPS_BASICS_S3_BUCKET": "publish-test", "MLOPS_BASICS_VENV": str(job_venv(tmp_path))})
             assert r.returncode == 0 and "published bundle" in r.stdout and "digest sha256:" in r.stdout and "ECR's API agrees" in r.stdout, r.stdout + r.stderr
             scan_for_secrets(password, env, local, [tmp_path, ROOT / "nbs"], r.stdout + r.stderr)
     finally:  # the local image and every copy pulled or tagged from the test's registries

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, podman_env
+from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, job_venv, podman_env
 
 REPO = GITHUB_REPO
 
@@ -278,7 +278,7 @@ def test_the_lambda_image_runs_under_the_emulator_and_the_deploy_job_ships_it(aw
         with local_registry(user, password, tmp_path / "registry") as host:
             r = subprocess.run(["bash", str(ROOT / ".ci/deploy-lambda"), str(bundle)], capture_output=True, text=True, timeout=900,
                                env={**env, "MLOPS_BASICS_REGISTRY": host, "MLOPS_BASICS_GITHUB_REPOSITORY": REPO,
-                                    "MLOPS_BASICS_LAMBDA_SMOKE": "none", "MLOPS_BASICS_VENV": str(tmp_path / "job-venv")})
+                                    "MLOPS_BASICS_LAMBDA_SMOKE": "none", "MLOPS_BASICS_VENV": str(job_venv(tmp_path))})
         assert r.returncode == 0 and "-lambda" in r.stdout and "deployed mlops-basics-api version" in r.stdout, r.stdout + r.stderr
         assert "manifest application/vnd.docker.distribution.manifest.v2+json" in r.stdout  # one platform: Lambda refuses indexes
         digest = next(l.split()[1] for l in r.stdout.splitlines() if l.startswith("digest "))
