@@ -1,7 +1,6 @@
 """Packaging for mlops-basics (nbdev 2 layout): everything is read from settings.ini."""
 from configparser import ConfigParser
 from pathlib import Path
-
 import setuptools
 
 here = Path(__file__).parent

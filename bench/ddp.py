@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from machine import machine  # bench/machine.py: cores, CPU model and features
 
-
 def run(kind: str, out: Path, fraction: float, data_dir: str | None) -> dict:
     "One epoch with trainer=kind; its times and metrics."
     args = [str(Path(sys.executable).parent / "mlops-basics-train"), "model=minilm", "training=full", f"trainer={kind}",

@@ -26,12 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 import numpy as np
-
-from mlops_basics.core import MlopsBasicsError, fail
 from machine import machine  # bench/machine.py: cores, CPU model and features
-
+from mlops_basics.core import MlopsBasicsError, fail
 
 def timed(fn, items, warmup: int = 5) -> list[float]:
     "Seconds of `fn(item)` for each item (after a few warm-up calls)."
@@ -66,8 +63,7 @@ def main(argv: list[str]) -> dict:
     import onnxruntime as ort
     import torch
     from mlops_basics.cola import load_tokenizer
-    from mlops_basics.predict import (Predictor, batch_invariance, export_bundle, load_checkpoint, torch_logits,
-                                      validation_set)
+    from mlops_basics.predict import Predictor, batch_invariance, export_bundle, load_checkpoint, torch_logits, validation_set
     from mlops_basics.versioning import ensure_checkpoint
 
     if a.threads:

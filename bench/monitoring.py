@@ -21,7 +21,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from machine import machine  # bench/machine.py: cores, CPU model and features
 
-
 def synth(path: Path, n: int, seed: int = 0) -> None:
     "Write `n` prediction events (and a little garbage) as JSON lines."
     from mlops_basics.serve import EVENT_SCHEMA

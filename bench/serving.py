@@ -31,10 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 import numpy as np
 from machine import machine  # bench/machine.py: cores, CPU model and features
-
 
 def app_2021(bundle: str):
     "The 2021 course's service: ORT fp32, padded to 128, one sentence, inference in the async handler."

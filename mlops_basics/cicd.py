@@ -22,9 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
 import yaml
-
 from .core import ConfigError, MlopsBasicsError, fail
 
 WORKFLOWS_DIR = ".github/workflows"

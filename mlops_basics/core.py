@@ -16,7 +16,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-
 class MlopsBasicsError(Exception):
     "An error in the user's input or environment: the `problem` and, separately, its `fix`."
     def __init__(self, problem: str, fix: str = ""):
@@ -161,7 +160,8 @@ def find_chromium() -> str | None:
 
 def chromium(url: str, *args: str, wait_ms: int = 5000, timeout: float = 90) -> str:
     "Run headless Chromium on `url` with extra `args`, letting the page's scripts run for `wait_ms`; its stdout."
-    import subprocess, tempfile
+    import subprocess
+    import tempfile
     exe = find_chromium()
     if exe is None:
         raise MlopsBasicsError("no Chromium found", fix="run bash .ci/setup-chromium, or set $CHROMIUM to a Chrome executable.")

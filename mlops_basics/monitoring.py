@@ -27,7 +27,6 @@ import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 from .core import ConfigError, MlopsBasicsError, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
 from .registries import GITHUB_OIDC, Change, _get, account_id, cli_error, client, role_changes, trust_policy
 from .serve import ERROR_FIELDS, EVENT_FIELDS, EVENT_SCHEMA

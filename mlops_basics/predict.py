@@ -23,12 +23,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Sequence
-
 import numpy as np
 from fastcore.basics import patch
-
-from .core import (COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv,
-                               staged_dir, write_json)
+from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv, staged_dir, write_json
 
 _log = logging.getLogger("mlops_basics.predict")
 
@@ -264,7 +261,9 @@ def load_checkpoint(checkpoint: str | Path):
 # %% ../nbs/04_onnx.ipynb #c9a50094-1
 def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 18) -> Path:
     "Export a `ColaModel` to one self-contained ONNX file with dynamic batch and sequence axes."
-    import torch, onnx, warnings
+    import warnings
+    import onnx
+    import torch
     path = Path(path)
     if hasattr(model.encoder, "set_attn_implementation"):
         model.encoder.set_attn_implementation("eager")  # plain ops that ONNX Runtime fuses into one Attention kernel
@@ -322,7 +321,8 @@ def calibration_set(data_dir: str | Path | None = None, n: int = 256, seed: int 
 
 def activation_ranges(model_path: str | Path, names: Sequence[str], calibration: Sequence[Sequence[int]]) -> dict:
     "Smallest and largest value (0 included) of the named tensors, each calibration sentence run alone."
-    import onnx, onnxruntime as ort
+    import onnx
+    import onnxruntime as ort
     probe = onnx.load(str(model_path))
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     opts = ort.SessionOptions()

@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-
 from .core import ConfigError, MlopsBasicsError, fail, staged_dir
 
 # %% ../nbs/07_registries.ipynb #w7-007

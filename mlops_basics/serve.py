@@ -21,9 +21,7 @@ import time
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
-
 from fastcore.basics import patch
-
 from .core import ConfigError, MlopsBasicsError, fail
 from .predict import DEFAULT_BUNDLE, DEFAULT_PRECISION, PRECISIONS, InputError, Predictor, check_sentences
 
@@ -616,7 +614,8 @@ _PROG = "mlops-basics-serve"
 
 def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-serve`: check the bundle, then run uvicorn."
-    import argparse, textwrap
+    import argparse
+    import textwrap
     p = argparse.ArgumentParser(prog=_PROG, description="Serve a model bundle over HTTP (FastAPI + uvicorn, no torch).",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
         "endpoints: POST /predict {\"sentences\": [...]}, GET /predict?text=..., /health, /ready, /metrics, /docs\n\n"

@@ -27,14 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
 from fastcore.basics import patch
-
 from .core import ConfigError, MlopsBasicsError
 from .predict import DEFAULT_BUNDLE, InputError, Predictor, check_sentences
 from .registries import Change, _get, account_id, aws_config, cli_error, client, provision
-from .serve import (GET_MAX_CHARS, ServeSettings, answer, error_body, error_event, explain_validation, predict_schemas,
-                                prediction_events, request_fix, too_large)
+from .serve import GET_MAX_CHARS, ServeSettings, answer, error_body, error_event, explain_validation, predict_schemas, prediction_events, request_fix, too_large
 
 _log = logging.getLogger("mlops_basics.serverless")
 
@@ -172,8 +169,8 @@ def route(self: LambdaApp, req: HttpRequest, rid: str) -> tuple[int, dict]:
         return 200, self.predict(self.sentences(read_json(req, self.s)), rid)
     if (req.method, req.path) == ("GET", "/predict"):
         text = req.query.get("text")
-        if text is None or len(text) > 1000:
-            raise _query_error("Field required" if text is None else "String should have at most 1000 characters",
+        if text is None or len(text) > GET_MAX_CHARS:
+            raise _query_error("Field required" if text is None else f"String should have at most {GET_MAX_CHARS} characters",
                                self.s.max_sentences)
         return 200, self.predict(self.sentences({"sentences": [text]}), rid)
     if (req.method, req.path) == ("GET", "/health"):

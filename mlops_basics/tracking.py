@@ -12,11 +12,9 @@ import logging
 import os
 from pathlib import Path
 from typing import Sequence
-
 import lightning as L
 import numpy as np
 from fastcore.basics import patch
-
 from .core import LABELS, WANDB_MODES, ConfigError, DataError, write_json
 
 _log = logging.getLogger("mlops_basics.tracking")

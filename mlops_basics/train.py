@@ -13,11 +13,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
-
 from omegaconf import DictConfig, OmegaConf
-
-from .core import (COLA_FILES, BACKBONE_SOURCES, WANDB_MODES, ConfigError, MlopsBasicsError, fail, staged_dir,
-                               write_json)
+from .core import BACKBONE_SOURCES, COLA_FILES, WANDB_MODES, ConfigError, MlopsBasicsError, fail, staged_dir, write_json
 
 _log = logging.getLogger("mlops_basics.train")  # the CLI shows INFO (Hydra's console handler)
 
@@ -73,7 +70,8 @@ def _is_num(x, lo: float = 0.0, lo_ok: bool = False, hi: float = float("inf")) -
 
 def _wandb_has_key() -> bool:
     "Whether W&B can log online: WANDB_API_KEY is set, or ~/.netrc (or $NETRC) holds a login for the W&B host."
-    import netrc, os
+    import netrc
+    import os
     if os.environ.get("WANDB_API_KEY"):
         return True
     host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1].split("/")[0]

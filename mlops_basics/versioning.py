@@ -14,9 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-from .core import (COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv,
-                               staged_dir)
+from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv, staged_dir
 
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,7 @@ import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
-
 from conftest import BIN, ROOT, has_torch, job_venv, podman_env
 
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))

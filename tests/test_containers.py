@@ -5,10 +5,8 @@ import json
 import os
 import subprocess
 import time
-
 import httpx
 import pytest
-
 from conftest import BIN, ROOT, free_port, podman_env, wait_ready
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.containers]

@@ -1,9 +1,7 @@
 """The course runner: executes notebooks with papermill and names the notebook and cell that broke."""
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
-
 from conftest import run_cli
-
 
 def notebook(path, *sources):
     params = new_code_cell('profile = "full"\noutput_dir = None', metadata={"tags": ["parameters"]})

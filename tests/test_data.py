@@ -1,11 +1,8 @@
 """The CoLA loader and data module: real data, dynamic padding, and clear errors for bad files."""
 import pytest
-
 from conftest import real_cola_dir, write_cola
 from mlops_basics.cola import ColaDataModule, load_tokenizer
-from mlops_basics.core import load_cola, read_cola_tsv
-from mlops_basics.core import DataError
-
+from mlops_basics.core import DataError, load_cola, read_cola_tsv
 
 @pytest.mark.skipif(real_cola_dir() is None, reason="real CoLA not available")
 def test_real_cola_sizes_and_labels():

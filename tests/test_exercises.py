@@ -3,11 +3,9 @@
 The exercise cells of a notebook (from its "## Try it" heading to the end) run after its parameters cell in a
 fresh kernel, twice: as committed, and with each `# Exercise N` cell replaced by its block in nbs/solutions/."""
 import re
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
 from conftest import ROOT, real_cola_dir
 
 WEEKS = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))

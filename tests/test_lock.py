@@ -5,9 +5,7 @@ import os
 import re
 import subprocess
 import sys
-
 import pytest
-
 from conftest import ROOT
 
 LOCK = ROOT / ".ci/constraints.txt"

@@ -4,12 +4,9 @@ import json
 import os
 import subprocess
 import time
-
 import httpx
 import pytest
-
 from conftest import BIN, ROOT, free_port, wait_ready
-
 
 def events(rid: str, n: int, version: str = "v1", source: str = "service", ms: float = 5.0, truncated: bool = False,
            ts: str | None = None) -> list[dict]:
@@ -139,7 +136,7 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
             proc.terminate(); proc.wait(30)
     with local_lambda(bundle) as fn:
         invoke = rie_invoker(fn.url)
-        for i in range(5):
+        for _ in range(5):
             invoke({"sentences": ["The cat sat."]})
         assert invoke({"sentences": ["The cat sat.", " "]})["status"] == 422
         (tmp_path / "lambda.log").write_text(fn.log())
@@ -161,8 +158,7 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
 
 def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
     "moto stands in for CloudWatch Logs and Kinesis (it delivers real gzipped subscription records)."
-    from mlops_basics.monitoring import (consume_kinesis, lambda_log_group, open_store, pull_cloudwatch, put_log_lines,
-                                         subscription_changes)
+    from mlops_basics.monitoring import consume_kinesis, lambda_log_group, open_store, pull_cloudwatch, put_log_lines, subscription_changes
     from mlops_basics.registries import allows, aws_config, client
     cfg = aws_config(["github.repository=learner/mlops-basics"])
     plan = subscription_changes(cfg)

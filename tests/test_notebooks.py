@@ -1,9 +1,7 @@
 """The course notebooks follow the conventions the runner and the package rely on."""
 import re
-
 import nbformat
 import pytest
-
 from conftest import ROOT
 
 NBS = sorted((ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))

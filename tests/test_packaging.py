@@ -4,9 +4,7 @@ import subprocess
 import sys
 import zipfile
 from email.parser import Parser
-
 from conftest import ROOT
-
 
 def build_wheel(tmp_path):
     src = tmp_path / "src"

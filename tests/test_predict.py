@@ -5,11 +5,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-
 import pytest
-
 from conftest import ROOT, run_cli
-
 
 @pytest.fixture
 def copy_of(bundle, tmp_path):
@@ -246,8 +243,8 @@ def test_dynamic_int8_depends_on_the_batch_and_the_export_refuses_it(minilm_bund
     "The control: ONNX Runtime's dynamic quantization moves scores with the batch, and the check catches it."
     import logging
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from mlops_basics.predict import BundleError, Predictor, batch_invariance, check_batch_invariance, validation_set
     from conftest import real_cola_dir
+    from mlops_basics.predict import BundleError, Predictor, batch_invariance, check_batch_invariance, validation_set
     d = tmp_path / "dynamic"
     shutil.copytree(minilm_bundle, d)
     logging.getLogger().setLevel(logging.ERROR)

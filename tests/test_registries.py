@@ -10,9 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-
 import pytest
-
 from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, job_venv, podman_env
 
 REPO = GITHUB_REPO

@@ -10,10 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 import httpx
 import pytest
-
 from conftest import BIN, free_port, run_cli, wait_ready
 
 pytestmark = pytest.mark.timeout(600)

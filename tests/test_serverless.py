@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 from urllib.parse import parse_qsl
-
 import pytest
-
 from conftest import BIN, GITHUB_REPO, ROOT, aws_cfg, job_venv, podman_env
 
 REPO = GITHUB_REPO
@@ -189,8 +187,7 @@ def test_the_deploy_role_the_execution_role_and_the_pull_policy_allow_only_what_
 def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
     from mlops_basics.core import MlopsBasicsError
     from mlops_basics.registries import account_id, client, record_image
-    from mlops_basics.serverless import (deploy, ecr_image_uri, local_lambda, provision_function, rie_invoker, rollback,
-                                         smoke, status)
+    from mlops_basics.serverless import deploy, ecr_image_uri, local_lambda, provision_function, rie_invoker, rollback, smoke, status
     cfg = config()
     plan = provision_function(cfg, dry_run=True)
     assert any("execution role" in c.what for c in plan) and any("let Lambda pull" in c.what for c in plan)

@@ -1,10 +1,8 @@
 """`train()` in-process: the partial checkpoint folder never survives a failed run."""
 import lightning as L
 import pytest
-
 import mlops_basics.cola as C
 import mlops_basics.train as T
-
 
 class Boom(L.Callback):
     def on_train_batch_end(self, trainer, *args):

@@ -1,9 +1,7 @@
 """`mlops-basics-train` as a user runs it: real processes, real training, real W&B offline runs."""
 import json
 from pathlib import Path
-
 import pytest
-
 from conftest import run_cli, write_cola
 
 SMOKE = ["model=tiny_random", "training=smoke"]
@@ -96,7 +94,10 @@ def test_multirun_bad_value_fails_before_any_job(cola_dir, home, tmp_path):
 
 
 def test_ctrl_c_mid_training_one_line_nothing_left(cola_dir, home, tmp_path):
-    import os, signal, subprocess, time
+    import os
+    import signal
+    import subprocess
+    import time
     from conftest import BIN
     log = tmp_path / "out.log"
     env = {**os.environ, "MLOPS_BASICS_HOME": str(home), "HF_HUB_OFFLINE": "1"}

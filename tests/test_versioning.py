@@ -7,10 +7,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-
 import pytest
 import yaml
-
 from conftest import BIN, ROOT, free_port, run_cli, write_cola
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.dvc]

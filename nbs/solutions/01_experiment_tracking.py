@@ -5,13 +5,15 @@
 # %% Exercise 1
 # Exercise 1: MCC of preds vs target with torchmetrics
 from torchmetrics.classification import BinaryMatthewsCorrCoef
+
 ex1_mcc = float(BinaryMatthewsCorrCoef()(preds, target))
 
 # %% Exercise 2
 # Exercise 2: an offline W&B run under try_dir that logged try/score three times
 import wandb
+
 run = wandb.init(project="mlops-basics-try-it", mode="offline", dir=str(try_dir))
-for step, score in enumerate([0.1, 0.3, 0.5]):
+for score in [0.1, 0.3, 0.5]:
     run.log({"try/score": score})
 run.finish()
 ex2_run_dir = Path(run.dir).parent
