@@ -267,8 +267,7 @@ def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 
     path = Path(path)
     if hasattr(model.encoder, "set_attn_implementation"):
         model.encoder.set_attn_implementation("eager")  # plain ops that ONNX Runtime fuses into one Attention kernel
-    ids = torch.randint(1000, 2000, (2, 12))
-    mask = torch.ones_like(ids)
+    ids = torch.randint(1000, 2000, (2, 12)); mask = torch.ones_like(ids)
     names = dict(input_names=["input_ids", "attention_mask"], output_names=["logits"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
