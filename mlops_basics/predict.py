@@ -267,7 +267,8 @@ def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 
     path = Path(path)
     if hasattr(model.encoder, "set_attn_implementation"):
         model.encoder.set_attn_implementation("eager")  # plain ops that ONNX Runtime fuses into one Attention kernel
-    ids = torch.randint(1000, 2000, (2, 12)); mask = torch.ones_like(ids)
+    ids = torch.randint(1000, 2000, (2, 12))
+    mask = torch.ones_like(ids)
     names = dict(input_names=["input_ids", "attention_mask"], output_names=["logits"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -288,6 +289,7 @@ def export_onnx(model, path: str | Path, exporter: str = "legacy", opset: int = 
     onnx.checker.check_model(str(path))
     return path
 
+# %% ../nbs/04_onnx.ipynb #1208f572
 def optimize_onnx(path: str | Path, num_heads: int, hidden_size: int) -> dict:
     "Fuse transformer subgraphs (LayerNorm + residual, bias + GELU, …) into ONNX Runtime's CPU kernels, in place."
     from onnxruntime.transformers.optimizer import optimize_model
