@@ -1,6 +1,6 @@
 """Benchmark: the monitoring store at scale: ingest N synthetic prediction events from a log file, then the dashboard's queries.
 
-The events follow the schema the service and the Lambda handler write (mlops_basics.serve.EVENT_FIELDS), spread
+The events follow the schema the service and the Lambda handler write (mlops_basics.contract.EVENT_FIELDS), spread
 over 24 hours, two model versions and both sources, with realistic label, score, token and latency mixes; one line
 in 10,000 is cut short (counted as bad). Ingestion is timed from the log file to committed rows in a fresh DuckDB file (parse, check,
 insert with the idempotency key); each query is run --repeat times (median). Memory: the peak resident size of
@@ -23,7 +23,7 @@ from machine import machine  # bench/machine.py: cores, CPU model and features
 
 def synth(path: Path, n: int, seed: int = 0) -> None:
     "Write `n` prediction events (and a little garbage) as JSON lines."
-    from mlops_basics.serve import EVENT_SCHEMA
+    from mlops_basics.contract import EVENT_SCHEMA
     rng = random.Random(seed)
     t0 = datetime(2026, 11, 24, tzinfo=timezone.utc)
     with open(path, "w") as f:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 import numpy as np
 from machine import machine  # bench/machine.py: cores, CPU model and features
+from mlops_basics.ports import free_port
 
 def app_2021(bundle: str):
     "The 2021 course's service: ORT fp32, padded to 128, one sentence, inference in the async handler."
@@ -58,12 +59,6 @@ def app_2021(bundle: str):
     async def ready():
         return {"status": "ready"}
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(kind: str, bundle: str, port: int, precision: str, env: dict | None = None) -> subprocess.Popen:

@@ -17,9 +17,10 @@ import sys
 import tempfile
 import time
 from machine import machine  # bench/machine.py: cores, CPU model and features
+from mlops_basics.config import compose_config
 from mlops_basics.core import MlopsBasicsError, fail
 from mlops_basics.tracking import read_history
-from mlops_basics.train import compose_config, train
+from mlops_basics.train import train
 
 COMMON = ["model=minilm", "training=full", "logger=csv", "training.progress_bar=false"]
 PLAIN = ["model.pooling=cls", "training.lr=5e-5", "training.head_lr=5e-5", "training.max_epochs=3",

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import yaml
 from .core import ConfigError, MlopsBasicsError, fail
+from .ports import NotReady, free_port, http_answer, wait_until
 
 WORKFLOWS_DIR = ".github/workflows"
 
@@ -276,12 +276,6 @@ def ci_passed(sha: str, repo: str | None = None, workflow: str = "ci.yml", token
     return runs[0].get("html_url", url)
 
 # %% ../nbs/06_ci_cd.ipynb #w6-053
-def _free_port() -> int:
-    "A TCP port on 127.0.0.1 that nothing listens on now."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 def _get_json(url: str, body: dict | None = None, timeout: float = 10) -> dict:
     "GET (or, with `body`, POST as JSON) `url` and decode the JSON answer."
     data = json.dumps(body).encode() if body is not None else None
@@ -289,27 +283,20 @@ def _get_json(url: str, body: dict | None = None, timeout: float = 10) -> dict:
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)
 
-def _wait_ready(url: str, timeout: float) -> dict:
-    "The `/ready` answer of a service once it gives one, or None after `timeout` seconds."
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return _get_json(url + "/ready", timeout=2)
-        except (OSError, ValueError):
-            time.sleep(0.5)
-    return None
-
 # %% ../nbs/06_ci_cd.ipynb #w6-054
 def smoke_image(tag: str, bundle: str | Path, engine: str = "podman", timeout: float = 120) -> dict:
     "Run the service image on a local port, wait for /ready, ask one prediction, remove it; what it answered."
     version = json.loads((Path(bundle) / "manifest.json").read_text())["version"]
-    port = _free_port()
+    port = free_port()
     r = subprocess.run([engine, "run", "-d", "--read-only", "-p", f"127.0.0.1:{port}:8000", tag], capture_output=True, text=True)
     if r.returncode:
         raise MlopsBasicsError(f"`{engine} run {tag}` failed: {r.stderr.strip()[-300:]}", fix="build it first: docker/build-image BUNDLE TAG.")
     cid, url = r.stdout.strip(), f"http://127.0.0.1:{port}"
     try:
-        ready = _wait_ready(url, timeout)
+        try:
+            ready = json.loads(wait_until(lambda: http_answer(url + "/ready"), f"{tag} on port {port}", timeout))
+        except NotReady:
+            ready = None
         answer = _get_json(url + "/predict", {"sentences": ["The cat sat on the mat."]}) if ready else {}
     finally:
         logs = subprocess.run([engine, "logs", "--tail", "5", cid], capture_output=True, text=True)

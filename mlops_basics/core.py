@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['BACKBONE_SOURCES', 'WANDB_MODES', 'LABELS', 'COLA_FILES', 'CHROMIUM_FLAGS', 'MlopsBasicsError', 'DataError',
-           'ConfigError', 'CourseError', 'home_dir', 'fail', 'write_json', 'staged_dir', 'read_cola_tsv', 'load_cola',
-           'default_data_dir', 'check', 'find_chromium', 'chromium', 'screenshot', 'rendered_html', 'course_notebooks',
-           'run_notebook', 'run_course', 'run_side_by_side', 'main']
+           'ConfigError', 'CourseError', 'home_dir', 'fail', 'need', 'atomic_write', 'write_json', 'staged_dir',
+           'read_cola_tsv', 'load_cola', 'default_data_dir', 'check', 'find_chromium', 'chromium', 'screenshot',
+           'rendered_html', 'course_notebooks', 'run_notebook', 'run_course', 'run_side_by_side', 'main']
 
 # %% ../nbs/index.ipynb #5262a696
 import json
+import os
 import shutil
 import sys
 import time
@@ -53,14 +54,31 @@ def fail(prog: str, err: BaseException, code: int = 2):
     print(f"{prog}: error: {msg}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
+def need(extra: str, *modules: str, what: str = "this command") -> None:
+    "A `ConfigError` naming the extra to install when one of `modules` is missing (a command's first line)."
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, which is not installed",
+                          fix=f"pip install 'mlops-basics[{extra}]' (in a clone: pip install -e '.[{extra}]').")
+
 # %% ../nbs/index.ipynb #49aefa8e
-def write_json(path: str | Path, obj, **kw) -> Path:
-    "Write `obj` as JSON to `path` atomically: a temporary file, then a rename over the target."
+def atomic_write(path: str | Path, data: str | bytes, mode: int | None = None) -> Path:
+    "Write `data` to `path` atomically (a temporary file of this process, then a rename over the target); `mode`: its permissions."
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str, **kw) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mode is not None:
+            tmp.chmod(mode)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+def write_json(path: str | Path, obj, **kw) -> Path:
+    "Write `obj` as JSON to `path` atomically (`atomic_write`)."
+    return atomic_write(path, json.dumps(obj, indent=1, default=str, **kw) + "\n")
 
 @contextmanager
 def staged_dir(out: str | Path):
@@ -187,11 +205,11 @@ def rendered_html(url: str) -> str:
     return chromium(url, "--dump-dom")
 
 # %% ../nbs/index.ipynb #658db666
-def course_notebooks(nbs_dir: str | Path, only: list[str] | None = None) -> list[Path]:
-    "The numbered notebooks in `nbs_dir`, in order; `only` keeps those whose names start with one of its prefixes."
-    nbs = sorted(p for p in Path(nbs_dir).glob("[0-9][0-9]_*.ipynb"))
+def course_notebooks(nbs_dir: str | Path, only: list[str] | None = None, lib: bool = True) -> list[Path]:
+    "The numbered notebooks in `nbs_dir` in order, then (`lib`) the library notebooks in `lib/`; `only` keeps names starting with a prefix."
+    nbs = sorted(Path(nbs_dir).glob("[0-9][0-9]_*.ipynb")) + (sorted(Path(nbs_dir).glob("lib/*.ipynb")) if lib else [])
     if only:
-        nbs = [p for p in nbs if any(p.name.startswith(o) for o in only)]
+        nbs = [p for p in nbs if any(p.name.startswith(o) or f"lib/{p.name}".startswith(o) for o in only)]
     if not nbs:
         raise CourseError(f"no course notebooks matching {only or '[0-9][0-9]_*.ipynb'} in {nbs_dir}",
                           fix="run from the repository root or pass --nbs <folder with the notebooks>.")
@@ -216,13 +234,14 @@ def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "pytho
 
 # %% ../nbs/index.ipynb #0d9e98f7
 def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, profile: str = "smoke",
-               only: list[str] | None = None, kernel: str = "python3", log=print, jobs: int = 1) -> dict[str, float]:
+               only: list[str] | None = None, kernel: str = "python3", log=print, jobs: int = 1, lib: bool = True) -> dict[str, float]:
     "Run the course notebooks in order with papermill (`jobs` > 1: side by side); seconds per notebook. Stops at the first failure."
     if profile not in ("smoke", "full"):
         raise CourseError(f"unknown profile {profile!r}", fix="--profile smoke or --profile full.")
     if not isinstance(jobs, int) or jobs < 1:
         raise CourseError(f"--jobs {jobs} is not a positive number of notebooks", fix="--jobs 1 (in order) or more.")
-    nbs = course_notebooks(nbs_dir, only)
+    nbs = course_notebooks(nbs_dir, only, lib)
+    need("dev", "papermill", "ipykernel", what="running the notebooks")
     out_dir = Path(out_dir or home_dir() / "course" / time.strftime("%Y-%m-%d_%H-%M-%S")).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs > 1:
@@ -266,13 +285,15 @@ def main(argv: list[str] | None = None) -> None:
     "Console entry point `mlops-basics-course`: run the course notebooks with papermill."
     import argparse
     p = argparse.ArgumentParser(prog="mlops-basics-course", description=(
-        "Execute the course notebooks (nbs/NN_*.ipynb) in order with papermill, each with its parameters "
+        "Execute the course notebooks (nbs/NN_*.ipynb) in order with papermill, then the library notebooks (nbs/lib/*.ipynb), each with its parameters "
         "cell set to the chosen profile, and write the executed copies to an output folder. "
         "Stops at the first failing notebook and names the cell that broke."),
         epilog="examples:\n  mlops-basics-course --profile smoke --out /tmp/course\n  mlops-basics-course 00 02 --profile full\n"
-               "  mlops-basics-course --jobs 2                     two notebooks at a time",
+               "  mlops-basics-course --jobs 2                     two notebooks at a time\n"
+               "  mlops-basics-course lib/                         only the library notebooks (--no-lib: only the weeks)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("only", nargs="*", metavar="PREFIX", help="run only notebooks whose names start with these (e.g. 00 01)")
+    p.add_argument("only", nargs="*", metavar="PREFIX", help="run only notebooks whose names start with these (e.g. 00 01, lib/aws)")
+    p.add_argument("--no-lib", dest="lib", action="store_false", help="skip the library notebooks (nbs/lib)")
     p.add_argument("--profile", default="smoke", choices=["smoke", "full"], help="smoke: a few batches (default); full: the real recipe")
     p.add_argument("--nbs", default="nbs", help="folder with the notebooks (default: nbs)")
     p.add_argument("--out", default=None, help="folder for the executed notebooks and their runs (default: $MLOPS_BASICS_HOME/course/<time>, home ~/.mlops-basics)")
@@ -281,6 +302,6 @@ def main(argv: list[str] | None = None) -> None:
                    "own under OUT/home (default: 1, in order)")
     a = p.parse_args(argv)
     try:
-        run_course(a.nbs, a.out, a.profile, a.only, a.kernel, jobs=a.jobs)
-    except (CourseError, OSError) as e:
+        run_course(a.nbs, a.out, a.profile, a.only, a.kernel, jobs=a.jobs, lib=a.lib)
+    except (MlopsBasicsError, OSError) as e:
         fail("mlops-basics-course", e, code=1)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from fastcore.basics import patch
-from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv, staged_dir, write_json
+from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, need, read_cola_tsv, staged_dir, write_json
 
 _log = logging.getLogger("mlops_basics.predict")
 
@@ -665,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
     _log.propagate = False
     try:
         if a.cmd == "export":
+            need("train", "torch", "transformers", "onnx", what="exporting a bundle")
             m = export_bundle(a.checkpoint, a.bundle, a.data_dir, a.exporter, a.atol, a.limit, a.force)
             x = m["metrics"]
             print(f"{_PROG}: bundle {m['version']} in {a.bundle}: MCC pytorch {x['pytorch']['mcc']:.3f}, "
@@ -676,6 +677,7 @@ def main(argv: list[str] | None = None) -> None:
             r = evaluate_bundle(a.bundle, a.data_dir, a.out)
             print(json.dumps(r))
         else:
+            need("serve", "onnxruntime", "tokenizers", what="predicting")  # the lambda extra has them too
             _predict_cli(a)
     except MlopsBasicsError as e:
         fail(_PROG, e)

@@ -73,7 +73,7 @@ def fetch_data(out_dir: str | Path, data_dir: str | Path | None = None) -> dict:
 # %% ../nbs/03_versioning.ipynb #37e21ba4
 def remote_config(overrides: list[str] | None = None):
     "The composed `remotes` config (Hydra), with overrides such as `s3.bucket=my-bucket`."
-    from mlops_basics.train import compose_config
+    from mlops_basics.config import compose_config
     return compose_config(overrides or [], config_name="remotes")
 
 def configure_remotes(repo: str | Path, overrides: list[str] | None = None) -> dict:
@@ -201,7 +201,8 @@ _PROG = "mlops-basics-dvc"
 
 def ensure_checkpoint(model: str = "minilm", training: str = "full", data_dir: str | Path | None = None) -> str:
     "The newest checkpoint trained with `model` and `training` under paths.runs, training one when there is none."
-    from mlops_basics.train import compose_config, new_run_dir, train
+    from mlops_basics.config import compose_config
+    from mlops_basics.train import new_run_dir, train
     overrides = [f"model={model}", f"training={training}", "logger=csv"] + ([f"data.dir={data_dir}"] if data_dir else [])
     cfg = compose_config(overrides)
     runs = sorted(Path(cfg.paths.runs).expanduser().glob(f"*_{cfg.run_name}/checkpoints/best.ckpt"))

@@ -1,12 +1,12 @@
 """Shared fixtures: a small synthetic CoLA folder, the real one when present, and a CLI runner."""
+import json
 import os
 import random
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 import pytest
+from mlops_basics.ports import NotReady, free_port, http_answer, wait_until  # noqa: F401 (free_port: for the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -25,28 +25,12 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {what}")
 
 
-def free_port() -> int:
-    "A TCP port on 127.0.0.1 that nothing listens on now."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(url: str, timeout: float = 60, proc: subprocess.Popen | None = None, log: Path | None = None) -> dict:
     "Poll `url`/ready until it answers 200 (its JSON); fail early, with the log, if `proc` exits."
-    import httpx
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        try:
-            r = httpx.get(url + "/ready", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-        except httpx.HTTPError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{url}: the server exited ({proc.returncode}): " + (log.read_text()[-3000:] if log else ""))
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never became ready" + (": " + log.read_text()[-3000:] if log else ""))
+    try:
+        return json.loads(wait_until(lambda: http_answer(url + "/ready"), url, timeout, alive=proc and (lambda: proc.poll() is None)))
+    except NotReady as e:
+        raise AssertionError(f"{e}: " + (log.read_text()[-3000:] if log else "")) from None
 
 
 def job_venv(tmp_path: Path) -> Path:
@@ -103,7 +87,8 @@ def run_cli(prog: str, *args: str, home: Path, timeout: int = 300, **env) -> sub
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> dict:
     "A tiny_random smoke checkpoint trained on a synthetic CoLA folder (seconds)."
-    from mlops_basics.train import compose_config, train
+    from mlops_basics.config import compose_config
+    from mlops_basics.train import train
     tmp = tmp_path_factory.mktemp("trained")
     data = write_cola(tmp / "cola", n_train=64, n_val=48)
     cfg = compose_config(["model=tiny_random", "training=smoke", "logger=csv", f"data.dir={data}", f"paths.home={tmp / 'home'}"])
@@ -123,8 +108,9 @@ def bundle(trained) -> Path:
 @pytest.fixture(scope="session")
 def minilm_bundle(tmp_path_factory) -> Path:
     "A bundle of the real MiniLM backbone after a smoke fine-tune on real CoLA (real activation ranges; ~1 minute)."
+    from mlops_basics.config import compose_config
     from mlops_basics.predict import export_bundle
-    from mlops_basics.train import compose_config, train
+    from mlops_basics.train import train
     data = real_cola_dir()
     if data is None:
         pytest.skip("needs the CoLA folder (MLOPS_BASICS_DATA_DIR or ../shared/data/cola)")
@@ -146,10 +132,13 @@ def chromium_ready() -> str:
     return exe
 
 
-def podman_env() -> dict:
-    "This process's environment plus what podman needs on this host (docker/setup-podman installs it when missing)."
+def podman_env(registry: bool = False) -> dict:
+    "This process's environment plus what podman needs on this host (docker/setup-podman installs it when missing; docker/setup-registry the registry)."
     r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    if registry:
+        r = subprocess.run(["bash", str(ROOT / "docker/setup-registry")], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
     env = dict(os.environ)
     env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])  # "export CONTAINERS_CONF=... BASE_IMAGE=..."
     return env
@@ -161,12 +150,12 @@ GITHUB_REPO = "learner/mlops-basics"  # the repository the AWS tests provision a
 @pytest.fixture(scope="module")
 def aws():
     "A moto server process on loopback standing in for AWS, one per test module (weeks 7-9)."
-    from mlops_basics.registries import local_aws
+    from mlops_basics.aws import local_aws
     with local_aws(region="eu-west-1") as url:
         yield url
 
 
 def aws_cfg(*overrides):
     "The composed aws config for the test repository, with Hydra overrides."
-    from mlops_basics.registries import aws_config
+    from mlops_basics.aws import aws_config
     return aws_config([f"github.repository={GITHUB_REPO}", *overrides])

@@ -10,7 +10,7 @@ from conftest import BIN, ROOT, free_port, wait_ready
 
 def events(rid: str, n: int, version: str = "v1", source: str = "service", ms: float = 5.0, truncated: bool = False,
            ts: str | None = None) -> list[dict]:
-    from mlops_basics.serve import prediction_events
+    from mlops_basics.contract import prediction_events
     preds = [{"tokens": 128 if truncated else 6, "label": "acceptable" if i % 2 == 0 else "unacceptable",
               "score": 0.8, "truncated": truncated} for i in range(n)]
     out = prediction_events(rid, version, [f"sentence {i}" for i in range(n)], preds, ms, source)
@@ -35,8 +35,8 @@ def test_an_event_is_read_only_when_it_is_one_of_this_schema():
 
 
 def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
+    from mlops_basics.contract import ERROR_FIELDS, error_event
     from mlops_basics.monitoring import error_kinds, error_rate, ingest_file, open_store, parse_event, parse_line, summary
-    from mlops_basics.serve import ERROR_FIELDS, error_event
     failed = [error_event(f"e{i}", "v1", 503 if i else 422, 2.0, "service") for i in range(3)]
     assert set(failed[0]) == set(ERROR_FIELDS) and parse_event(json.dumps(failed[0])) is None
     assert parse_line(json.dumps(failed[0])) == ("error", failed[0])
@@ -50,9 +50,9 @@ def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
     assert (got["added"], got["errors"], got["bad"]) == (5, 4, 1)  # the init line is not an event, and not a bad one
     assert ingest_file(con, log)["errors"] == 0  # once
     s = summary(con).iloc[0]
-    assert (s.requests, s.errors, s.error_rate) == (2, 3, 3 / 5)  # v1: 2 good requests, 3 failed
+    assert (s.requests, s.rejected, s.errors, s.error_rate) == (2, 1, 2, 2 / 5)  # v1: 2 good requests, 1 refused (422), 2 failed (503)
     r = error_rate(con, every="1 hour")
-    assert (r.requests.sum(), r.errors.sum()) == (6, 4)  # the failure with no model counts here too
+    assert (r.requests.sum(), r.rejected.sum(), r.errors.sum()) == (6, 1, 3)  # the failure with no model counts here too
     k = error_kinds(con)
     assert k.iloc[0].to_dict() | {"last": None} == {"source": "service", "status": 503, "kind": "unavailable", "errors": 3, "last": None}
 
@@ -116,8 +116,9 @@ def test_the_dashboard_queries_answer_per_version_source_and_window(tmp_path):
 
 def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle, tmp_path, aws):
     "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator (via CloudWatch too)."
-    from mlops_basics.monitoring import ingest_file, open_store, pull_cloudwatch, put_log_lines, summary
-    from mlops_basics.registries import aws_config
+    from mlops_basics.aws import aws_config
+    from mlops_basics.cloudwatch import pull_cloudwatch, put_log_lines
+    from mlops_basics.monitoring import ingest_file, open_store, summary
     from mlops_basics.serverless import local_lambda, rie_invoker
     port, log = free_port(), tmp_path / "service.log"
     with open(log, "wb") as out:
@@ -145,7 +146,7 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
     assert (svc["added"], svc["errors"], lam["added"], lam["errors"]) == (20, 2, 5, 1)
     s = summary(con).set_index("source")
     assert (s.loc["service"].events, s.loc["service"].requests, s.loc["lambda"].events) == (20, 10, 5)
-    assert (s.loc["service"].errors, s.loc["service"].error_rate, s.loc["lambda"].errors) == (2, 2 / 12, 1)
+    assert (s.loc["service"].rejected, s.loc["service"].errors, s.loc["service"].error_rate, s.loc["lambda"].rejected) == (2, 0, 0, 1)  # 422s: refused, not failed
     kinds = con.execute("SELECT source, status, kind, model_version FROM errors ORDER BY source").fetchall()
     version = json.loads((bundle / "manifest.json").read_text())["version"]
     assert kinds == [("lambda", 422, "invalid_input", version)] + [("service", 422, "invalid_input", version)] * 2
@@ -158,15 +159,20 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
 
 def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
     "moto stands in for CloudWatch Logs and Kinesis (it delivers real gzipped subscription records)."
-    from mlops_basics.monitoring import consume_kinesis, lambda_log_group, open_store, pull_cloudwatch, put_log_lines, subscription_changes
-    from mlops_basics.registries import allows, aws_config, client
+    from mlops_basics.aws import aws_config, client
+    from mlops_basics.cloudwatch import consume_kinesis, lambda_log_group, pull_cloudwatch, put_log_lines, subscription_changes
+    from mlops_basics.monitoring import open_store
+    from mlops_basics.registries import allows
     cfg = aws_config(["github.repository=learner/mlops-basics"])
     plan = subscription_changes(cfg)
-    assert len(plan) == 4
+    assert len(plan) == 6  # the stream, the role and its policy, the group and its retention, the filter
     for c in plan:
         c.apply()
     assert subscription_changes(cfg) == []  # a second run changes nothing
     iam, logs = client("iam", cfg), client("logs", cfg)
+    logs.put_retention_policy(logGroupName=lambda_log_group(cfg), retentionInDays=3653)  # changed by hand (or Lambda made the group)
+    assert [c.what for c in subscription_changes(cfg)] == ["keep 30 days of logs"]
+    subscription_changes(cfg)[0].apply()
     policy = iam.get_role_policy(RoleName="mlops-basics-logs-to-kinesis", PolicyName="put-records")["PolicyDocument"]
     stream_arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/mlops-basics-predictions"
     assert allows(policy, "kinesis:PutRecord", stream_arn) and not allows(policy, "kinesis:DeleteStream", stream_arn)
@@ -195,8 +201,8 @@ def test_cloudwatch_pulls_and_the_kinesis_stream_keep_each_event_once(aws):
 
 def test_drift_is_flagged_for_a_shift_and_not_for_the_same_traffic():
     import random
+    from mlops_basics.contract import prediction_events
     from mlops_basics.monitoring import add_events, drift_report, open_store, psi
-    from mlops_basics.serve import prediction_events
     rng = random.Random(0)
 
     def traffic(n, length=60, p_acceptable=0.7, score=(5, 1)):
@@ -244,12 +250,12 @@ def prometheus_ready():
 
 def test_the_alert_rules_are_checked_and_unit_tested_by_promtool(prometheus_ready, tmp_path):
     "The committed rule file is the generated one; promtool checks it and runs its unit tests (each alert silent, then firing)."
+    from mlops_basics.alerts import alert_rules, promtool, write_alert_rules
+    from mlops_basics.contract import ServeSettings
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.monitoring import alert_rules, promtool, write_alert_rules
-    from mlops_basics.serve import ServeSettings
     committed = ROOT / "docker/prometheus/alerts.yml"
     assert write_alert_rules(tmp_path / "alerts.yml").read_text() == committed.read_text(), \
-        "docker/prometheus/alerts.yml is stale: write it again with monitoring.write_alert_rules"
+        "docker/prometheus/alerts.yml is stale: write it again with alerts.write_alert_rules"
     assert "SUCCESS" in promtool("test", "rules", ROOT / "docker/prometheus/alerts.test.yml")
     rules = {r["alert"]: r for r in alert_rules(ServeSettings(queue_size=100))["groups"][0]["rules"]}
     assert set(rules) == {"PredictErrors", "PredictSlow", "QueueSaturated", "InputDrift"}
@@ -263,7 +269,7 @@ def test_the_alert_rules_are_checked_and_unit_tested_by_promtool(prometheus_read
 
 
 def test_a_real_prometheus_scrapes_the_service_and_fires_the_drift_alert(prometheus_ready, bundle, tmp_path):
-    from mlops_basics.monitoring import local_prometheus, prom_query, push_drift, write_alert_rules
+    from mlops_basics.alerts import local_prometheus, prom_query, push_drift, write_alert_rules
     port, log = free_port(), tmp_path / "service.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(port)],
@@ -292,7 +298,8 @@ def test_a_real_prometheus_scrapes_the_service_and_fires_the_drift_alert(prometh
 @pytest.mark.browser
 def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_ready, tmp_path):
     from mlops_basics.core import rendered_html, screenshot
-    from mlops_basics.monitoring import add_events, open_store, write_dashboard
+    from mlops_basics.dashboard import write_dashboard
+    from mlops_basics.monitoring import add_events, open_store
     con = open_store(":memory:")
     evs = []
     for i in range(30):
@@ -300,7 +307,7 @@ def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_r
                       ts=f"2026-01-01T00:{i:02d}:00.000Z")
     add_events(con, evs)
     con.execute("INSERT INTO cursors VALUES ('service.log', '123', 2)")
-    from mlops_basics.serve import error_event
+    from mlops_basics.contract import error_event
     add_events(con, [error_event(f"f{i}", "v1", 503, 1.0, "service") | {"ts": f"2026-01-01T00:{i:02d}:30.000Z"} for i in range(0, 30, 3)],
                "errors")
     report = {"verdict": "drift", "events": 90, "tests": {"score": {"p": 1e-5, "psi": 0.31}, "label_mix": {"p": 0.2}}}
@@ -324,8 +331,9 @@ def test_the_dashboard_page_renders_every_panel_with_data_in_chromium(chromium_r
 
 def test_the_elasticsearch_export_is_complete_and_idempotent_in_structure(tmp_path):
     "Not run against Elasticsearch or Kibana (none can run here): the files' structure is what is checked."
-    from mlops_basics.monitoring import add_events, es_mapping, export_elasticsearch, open_store
-    from mlops_basics.serve import EVENT_FIELDS
+    from mlops_basics.contract import EVENT_FIELDS
+    from mlops_basics.elasticsearch import es_mapping, export_elasticsearch
+    from mlops_basics.monitoring import add_events, open_store
     con = open_store(":memory:")
     add_events(con, events("a", 3) + [e | {"text": "a sampled sentence"} for e in events("b", 1)])
     got = export_elasticsearch(con, tmp_path)
@@ -398,8 +406,9 @@ def test_the_reference_is_the_pipeline_stage_s_file_beside_the_bundle(bundle, tm
 
 def test_the_monitoring_role_is_read_only_and_provisioned_once(aws, tmp_path):
     from conftest import aws_cfg, run_cli
-    from mlops_basics.monitoring import lambda_log_group, monitor_policy, monitoring_changes
-    from mlops_basics.registries import GITHUB_OIDC, allows, client, trust_policy, trusts
+    from mlops_basics.aws import client
+    from mlops_basics.cloudwatch import lambda_log_group, monitor_policy, monitoring_changes
+    from mlops_basics.registries import GITHUB_OIDC, allows, trust_policy, trusts
     over = ["lambda_function=prov-fn", "monitoring.stream=prov-stream", "monitoring.role_name=prov-logs", "monitoring.job_role=prov-monitor"]
     cfg = aws_cfg(*over)
     plan = monitoring_changes(cfg, dry_run=True)
@@ -434,11 +443,11 @@ def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, t
     ".ci/monitor as monitor.yml runs it: the bundle from S3, the log group pulled, drift checked, the report written; twice."
     import random
     from conftest import aws_cfg, has_torch, job_venv, real_cola_dir
+    from mlops_basics.cloudwatch import put_log_lines
+    from mlops_basics.contract import prediction_events
     from mlops_basics.core import read_cola_tsv
-    from mlops_basics.monitoring import put_log_lines
     from mlops_basics.predict import Predictor
     from mlops_basics.registries import publish_bundle
-    from mlops_basics.serve import prediction_events
     cola = real_cola_dir()
     if cola is None:
         pytest.skip("needs the CoLA folder (the reference is CoLA's validation set)")
@@ -475,14 +484,14 @@ def test_the_scheduled_drift_check_job_runs_against_the_stand_ins(bundle, aws, t
 
 
 def client_has_bucket(cfg) -> bool:
-    from mlops_basics.registries import client
+    from mlops_basics.aws import client
     return any(b["Name"] == cfg.bucket for b in client("s3", cfg).list_buckets()["Buckets"])
 
 
 def test_the_label_test_when_the_reference_never_gave_a_label():
     "A model that said only 'acceptable' on the validation set: the same is no drift (not NaN), a new label is drift."
+    from mlops_basics.contract import prediction_events
     from mlops_basics.monitoring import add_events, drift_report, open_store
-    from mlops_basics.serve import prediction_events
     n = 300
     ref = {"events": n, "text_length": [40 + i % 20 for i in range(n)], "tokens": [10 + i % 5 for i in range(n)],
            "score": [0.7 + (i % 10) / 40 for i in range(n)], "labels": {"unacceptable": 0, "acceptable": n}}

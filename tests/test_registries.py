@@ -25,7 +25,8 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_provisioning_plans_applies_and_then_has_nothing_to_do(aws):
-    from mlops_basics.registries import client, deploy_policy, provision, trust_policy
+    from mlops_basics.aws import client
+    from mlops_basics.registries import deploy_policy, provision, trust_policy
     cfg = config("bucket=prov-test", "ecr.repository=prov-api", "role_name=prov-deploy")
     plan = provision(cfg, dry_run=True)
     assert len(plan) == 10 and "create the bucket" in str(plan[0])
@@ -50,7 +51,8 @@ def test_provisioning_plans_applies_and_then_has_nothing_to_do(aws):
 
 
 def test_settings_changed_by_hand_are_put_back(aws):
-    from mlops_basics.registries import client, provision
+    from mlops_basics.aws import client
+    from mlops_basics.registries import provision
     cfg = config("bucket=drift-test", "ecr.repository=drift-api", "role_name=drift-deploy")
     provision(cfg)
     client("ecr", cfg).put_image_tag_mutability(repositoryName="drift-api", imageTagMutability="MUTABLE")
@@ -105,8 +107,9 @@ def test_the_deploy_role_may_do_only_what_the_deploy_job_does():
 
 
 def test_a_bundle_is_published_with_checksums_and_fetched_back_verified(aws, bundle, tmp_path):
+    from mlops_basics.aws import client
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.registries import client, fetch_bundle, provision, publish_bundle
+    from mlops_basics.registries import fetch_bundle, provision, publish_bundle
     cfg = config("bucket=models-test", "ecr.repository=models-api", "role_name=models-deploy")
     provision(cfg)
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -159,7 +162,8 @@ def manifest(layer: bytes) -> bytes:
 
 
 def test_ecr_reports_the_pushed_digest_and_keeps_tags_immutable(aws):
-    from mlops_basics.registries import client, image_details, provision, record_image
+    from mlops_basics.aws import client
+    from mlops_basics.registries import image_details, provision, record_image
     cfg = config("ecr.repository=metadata-test")
     provision(cfg)
     one, two = manifest(b"layer one"), manifest(b"layer two")
@@ -183,10 +187,11 @@ def test_ecr_reports_the_pushed_digest_and_keeps_tags_immutable(aws):
 @pytest.mark.timeout(900)
 def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_digest(aws, bundle, tmp_path, monkeypatch):
     "moto's ECR API hands out the token; a real registry process (docker-registry) holds the bytes."
+    from mlops_basics.aws import client
     from mlops_basics.cicd import smoke_image
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.registries import client, ecr_login, local_registry, provision, push_image, record_image
-    env = podman_env()
+    from mlops_basics.registries import ecr_login, local_registry, provision, push_image, record_image
+    env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only (podman and skopeo read it)
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -255,7 +255,7 @@ def test_bad_bundle_or_settings_stop_the_server_at_start_with_one_line(tmp_path,
     r = run_cli("mlops-basics-serve", "--help", home=home, timeout=60)
     assert r.returncode == 0 and "POST /predict" in r.stdout and "MLOPS_BASICS_SERVE_" in r.stdout
     from dataclasses import fields
-    from mlops_basics.serve import ServeSettings
+    from mlops_basics.contract import ServeSettings
     listed = " ".join(r.stdout.split())  # every setting with its default, whatever the wrapping
     assert all(f"{f.name.upper()}=" in listed for f in fields(ServeSettings) if f.name != "bundle")
     assert "WORKERS=0" in listed and "FAST_LANE=1" in listed

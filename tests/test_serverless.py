@@ -32,7 +32,7 @@ def test_the_handler_imports_no_training_stack_and_no_web_framework(bundle):
     code = (f"import sys, json; from mlops_basics.serverless import LambdaApp, ServeSettings, url_event\n"
             f"app = LambdaApp(ServeSettings(bundle={str(bundle)!r}))\n"
             f"out = app(url_event('POST', '/predict', {{'sentences': ['The cat sat.']}}))\n"
-            f"print(json.dumps([out['statusCode'], sorted(m for m in ('torch', 'lightning', 'transformers', 'fastapi', 'starlette', 'boto3') if m in sys.modules)]))")
+            f"print(json.dumps([out['statusCode'], sorted(m for m in ('torch', 'lightning', 'transformers', 'fastapi', 'starlette', 'boto3', 'mlops_basics.serve') if m in sys.modules)]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-1000:]
     status, loaded = json.loads(r.stdout.strip().splitlines()[-1])
@@ -55,7 +55,8 @@ CASES = [  # method, path, body (bytes or None)
 def test_one_contract_the_lambda_answers_as_the_service_does(bundle):
     "The same request to the FastAPI service and to the Lambda handler: the same status, error, fix and answer."
     from fastapi.testclient import TestClient
-    from mlops_basics.serve import ServeSettings, create_app
+    from mlops_basics.contract import ServeSettings
+    from mlops_basics.serve import create_app
     from mlops_basics.serverless import LambdaApp
     s = ServeSettings(bundle=str(bundle), max_body_bytes=4000)
     app = LambdaApp(s)
@@ -119,15 +120,15 @@ def test_every_event_shape_and_every_bad_one_under_the_emulator(bundle):
     assert log.count('"event": "init"') == 1 and log.count("INIT REPORT") == 1, log[-2000:]
     events = [e for e in (json.loads(l) for l in log.splitlines() if l.startswith("{")) if e.get("event") == "prediction"]
     assert len(events) == 7 and {e["source"] for e in events} == {"lambda"}
-    from mlops_basics.serve import EVENT_FIELDS, EVENT_SCHEMA
+    from mlops_basics.contract import EVENT_FIELDS, EVENT_SCHEMA
     assert set(events[0]) == set(EVENT_FIELDS) - {"text"} and events[0]["schema"] == EVENT_SCHEMA  # the service's schema
     assert "rest-1" in {e["request_id"] for e in events} and "The cat sat" not in log.split("INIT REPORT")[1]  # no text in logs
 
 
 def test_sentences_are_logged_only_when_sampled(bundle, caplog, monkeypatch):
     import logging
+    from mlops_basics.contract import ServeSettings
     from mlops_basics.core import ConfigError
-    from mlops_basics.serve import ServeSettings
     from mlops_basics.serverless import LambdaApp, url_event
     sentences = [f"The cat number {i} sat." for i in range(40)]
     for rate, want in ((0.0, 0), (1.0, 40)):
@@ -185,8 +186,9 @@ def test_the_deploy_role_the_execution_role_and_the_pull_policy_allow_only_what_
 
 
 def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
+    from mlops_basics.aws import account_id, client
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.registries import account_id, client, record_image
+    from mlops_basics.registries import record_image
     from mlops_basics.serverless import deploy, ecr_image_uri, local_lambda, provision_function, rie_invoker, rollback, smoke, status
     cfg = config()
     plan = provision_function(cfg, dry_run=True)
@@ -236,9 +238,10 @@ def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
 @pytest.mark.timeout(1200)
 def test_the_lambda_image_runs_under_the_emulator_and_the_deploy_job_ships_it(aws, bundle, tmp_path, monkeypatch):
     "docker/build-image --lambda, run in podman under the emulator; then .ci/deploy-lambda against moto and a real registry."
-    from mlops_basics.registries import client, local_registry
+    from mlops_basics.aws import client
+    from mlops_basics.registries import local_registry
     from mlops_basics.serverless import local_lambda, provision_function, rie_invoker, url_event
-    env = podman_env()
+    env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only
     (tmp_path / "auth.json").write_text('{"auths": {}}')
     for k, v in env.items():

@@ -146,8 +146,9 @@ def test_two_processes_ddp_validate_like_one_on_the_same_checkpoint(tmp_path, ho
 
 
 def test_ddp_from_python_says_to_start_it_from_the_command_line(cola_dir, home):
+    from mlops_basics.config import compose_config
     from mlops_basics.core import ConfigError
-    from mlops_basics.train import compose_config, train
+    from mlops_basics.train import train
     with pytest.raises(ConfigError, match="trainer=ddp"):
         train(compose_config([*SMOKE, "trainer=ddp", f"data.dir={cola_dir}", f"paths.home={home}"]), home / "run")
     assert not (home / "run").exists()
