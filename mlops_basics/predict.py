@@ -6,8 +6,7 @@
 __all__ = ['BUNDLE_FORMAT', 'MODEL_FILES', 'BUNDLE_FILES', 'MANIFEST', 'PRECISIONS', 'DEFAULT_PRECISION', 'CALL_TOKENS',
            'DEFAULT_BUNDLE', 'BundleError', 'InputError', 'sha256_file', 'read_manifest', 'verify_bundle',
            'check_sentences', 'Predictor', 'length_groups', 'classification_metrics', 'load_checkpoint', 'export_onnx',
-           'optimize_onnx', 'save_tokenizer', 'calibration_set', 'activation_ranges', 'fix_activation_scales',
-           'fuse_integer_matmuls', 'quantize_int8', 'torch_logits', 'parity', 'check_parity', 'batch_invariance',
+           'optimize_onnx', 'save_tokenizer', 'torch_logits', 'parity', 'check_parity', 'batch_invariance',
            'check_batch_invariance', 'git_commit', 'validation_set', 'portable_config', 'export_bundle',
            'evaluate_bundle', 'read_sentences', 'main']
 
@@ -26,6 +25,7 @@ from typing import Sequence
 import numpy as np
 from fastcore.basics import patch
 from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, need, read_cola_tsv, staged_dir, write_json
+from .quantize import calibration_set, quantize_int8
 
 _log = logging.getLogger("mlops_basics.predict")
 
@@ -310,101 +310,6 @@ def save_tokenizer(hf_tokenizer, path: str | Path) -> Path:
     tok.no_truncation()
     tok.save(str(path))
     return Path(path)
-
-# %% ../nbs/04_onnx.ipynb #cb929d96
-def calibration_set(data_dir: str | Path | None = None, n: int = 256, seed: int = 0) -> list[str]:
-    "A fixed random sample of `n` CoLA *training* sentences: what int8 activation ranges are measured on."
-    d = default_data_dir(data_dir)
-    train = read_cola_tsv(Path(d).expanduser() / COLA_FILES["train"]) if d else load_cola(None)["train"][:]
-    sentences = list(train["sentence"])
-    random.Random(seed).shuffle(sentences)
-    return sentences[:n]
-
-def activation_ranges(model_path: str | Path, names: Sequence[str], calibration: Sequence[Sequence[int]]) -> dict:
-    "Smallest and largest value (0 included) of the named tensors, each calibration sentence run alone."
-    import onnx
-    import onnxruntime as ort
-    probe = onnx.load(str(model_path))
-    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    lo, hi = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
-    for ids in calibration:
-        x = np.array([ids], dtype=np.int64)
-        for n, v in zip(names, sess.run(list(names), {"input_ids": x, "attention_mask": np.ones_like(x)})):
-            lo[n], hi[n] = min(lo[n], float(v.min())), max(hi[n], float(v.max()))
-    return {n: (lo[n], hi[n]) for n in names}
-
-
-# %% ../nbs/04_onnx.ipynb #6d56b90c
-def fix_activation_scales(model, ranges: dict) -> int:
-    "Replace each `DynamicQuantizeLinear` by a `QuantizeLinear` with the scale and zero point of its range."
-    from onnx import helper, numpy_helper
-    nodes = []
-    for n in model.graph.node:
-        if n.op_type == "DynamicQuantizeLinear":
-            lo, hi = ranges[n.input[0]]
-            scale = max(hi - lo, 1e-8) / 255  # uint8, asymmetric, like the dynamic quantizer
-            zero = int(np.clip(round(-lo / scale), 0, 255))
-            model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), n.output[1]),
-                                            numpy_helper.from_array(np.array(zero, np.uint8), n.output[2])])
-            n = helper.make_node("QuantizeLinear", [n.input[0], *n.output[1:]], [n.output[0]], name=n.name + "_static")
-        nodes.append(n)
-    model.graph.ClearField("node")
-    model.graph.node.extend(nodes)
-    return sum(n.op_type == "QuantizeLinear" for n in nodes)
-
-
-# %% ../nbs/04_onnx.ipynb #c663381d
-def fuse_integer_matmuls(model) -> int:
-    "Fuse `MatMulInteger` -> `Cast` -> `Mul(scale)` into ONNX Runtime's `MatMulIntegerToFloat` kernel."
-    from onnx import helper
-    made = {o: n for n in model.graph.node for o in n.output}
-    used: dict = {}
-    for n in model.graph.node:
-        for i in n.input:
-            used.setdefault(i, []).append(n)
-    swap, drop = {}, set()
-    for n in model.graph.node:
-        if n.op_type != "MatMulInteger":
-            continue
-        cast, = used[n.output[0]]
-        mul, = used[cast.output[0]]
-        scales = made[next(i for i in mul.input if i != cast.output[0])]  # activation scale x weight scales
-        swap[id(n)] = helper.make_node("MatMulIntegerToFloat", [*n.input[:2], *scales.input, *n.input[2:]],
-                                       [mul.output[0]], name=n.name + "_to_float", domain="com.microsoft")
-        drop |= {id(cast), id(mul)} | ({id(scales)} if len(used[scales.output[0]]) == 1 else set())
-    nodes = [swap.get(id(n), n) for n in model.graph.node if id(n) not in drop]
-    model.graph.ClearField("node")
-    model.graph.node.extend(nodes)
-    return len(swap)
-
-
-# %% ../nbs/04_onnx.ipynb #feacb873
-def quantize_int8(src: str | Path, dst: str | Path, calibration: Sequence[Sequence[int]]) -> dict:
-    "int8 weights (per output channel) and activations with fixed, calibrated scales: answers that ignore the batch."
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    dst = Path(dst)
-    dynamic = dst.with_name(dst.stem + ".dynamic.onnx")
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer reports every skipped tensor, and advice
-    try:
-        quantize_dynamic(str(src), str(dynamic), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": 1})  # FLOAT, for outputs of fused ops
-    finally:
-        logging.getLogger().setLevel(quiet)
-    model = onnx.load(str(dynamic))
-    names = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
-    fixed = fix_activation_scales(model, activation_ranges(dynamic, names, calibration))
-    fused = fuse_integer_matmuls(model)
-    onnx.save_model(model, str(dst))
-    dynamic.unlink()
-    onnx.checker.check_model(str(dst))
-    return {"weights": "int8, one scale per output channel", "activations": "uint8, calibrated fixed scale per tensor",
-            "calibrated_tensors": fixed, "fused_matmuls": fused, "calibration_sentences": len(calibration)}
-
 
 # %% ../nbs/04_onnx.ipynb #818f602b
 def torch_logits(model, hf_tokenizer, sentences: Sequence[str], max_length: int = 64, batch_size: int = 64) -> np.ndarray:
