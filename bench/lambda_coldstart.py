@@ -96,7 +96,7 @@ def build_2021(bundle: Path, tag: str, engine: str) -> None:
 
 def one_round(image: str, invokes: int, engine: str) -> dict:
     "A fresh container under the emulator: init (INIT REPORT), the first invoke, then `invokes` warm ones (ms)."
-    from mlops_basics.serverless import local_lambda, rie_invoker
+    from mlops_basics.lambda_emulator import local_lambda, rie_invoker
     event = {"sentence": "The book was written by John."}
     with local_lambda(image=image, engine=engine) as fn:
         invoke = rie_invoker(fn.url, timeout=300)

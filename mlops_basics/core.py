@@ -6,7 +6,8 @@
 __all__ = ['BACKBONE_SOURCES', 'WANDB_MODES', 'LABELS', 'COLA_FILES', 'CHROMIUM_FLAGS', 'MlopsBasicsError', 'DataError',
            'ConfigError', 'CourseError', 'home_dir', 'fail', 'need', 'atomic_write', 'write_json', 'staged_dir',
            'read_cola_tsv', 'load_cola', 'default_data_dir', 'check', 'find_chromium', 'chromium', 'screenshot',
-           'rendered_html', 'course_notebooks', 'run_notebook', 'run_course', 'run_side_by_side', 'main']
+           'rendered_html', 'course_notebooks', 'run_notebook', 'notebook_parameters', 'run_course', 'run_side_by_side',
+           'main']
 
 # %% ../nbs/index.ipynb #5262a696
 import json
@@ -233,6 +234,10 @@ def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "pytho
     return time.perf_counter() - t0
 
 # %% ../nbs/index.ipynb #0d9e98f7
+def notebook_parameters(nb: Path, profile: str, out_dir: Path) -> dict:
+    "A week's papermill parameters (its profile and output folder); a library notebook (nbs/lib) has none."
+    return {} if nb.parent.name == "lib" else {"profile": profile, "output_dir": str(out_dir / "runs" / nb.stem)}
+
 def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, profile: str = "smoke",
                only: list[str] | None = None, kernel: str = "python3", log=print, jobs: int = 1, lib: bool = True) -> dict[str, float]:
     "Run the course notebooks in order with papermill (`jobs` > 1: side by side); seconds per notebook. Stops at the first failure."
@@ -249,8 +254,7 @@ def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, p
     times = {}
     for i, nb in enumerate(nbs, 1):
         log(f"[{i}/{len(nbs)}] {nb.name} ({profile}) ...")
-        params = {"profile": profile, "output_dir": str(out_dir / "runs" / nb.stem)}
-        times[nb.name] = secs = run_notebook(nb.resolve(), out_dir, params, kernel)
+        times[nb.name] = secs = run_notebook(nb.resolve(), out_dir, notebook_parameters(nb, profile, out_dir), kernel)
         log(f"[{i}/{len(nbs)}] {nb.name} ok in {secs:.1f} s")
     log(f"all {len(nbs)} notebooks ran; executed copies in {out_dir}")
     return times
@@ -268,7 +272,7 @@ def run_side_by_side(nbs: list[Path], out_dir: Path, profile: str, kernel: str, 
     log(f"{len(nbs)} notebooks ({profile}), {jobs} at a time ...")
     times = {}
     with ProcessPoolExecutor(jobs) as pool:
-        todo = {pool.submit(_run_alone, nb.resolve(), out_dir, {"profile": profile, "output_dir": str(out_dir / "runs" / nb.stem)},
+        todo = {pool.submit(_run_alone, nb.resolve(), out_dir, notebook_parameters(nb, profile, out_dir),
                             kernel): nb for nb in nbs}
         for f in as_completed(todo):
             if f.exception() is not None:

@@ -137,8 +137,8 @@ def podman_env(registry: bool = False) -> dict:
     r = subprocess.run(["bash", str(ROOT / "docker/setup-podman")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     if registry:
-        r = subprocess.run(["bash", str(ROOT / "docker/setup-registry")], capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
+        reg = subprocess.run(["bash", str(ROOT / "docker/setup-registry")], capture_output=True, text=True, timeout=600)
+        assert reg.returncode == 0, reg.stderr[-3000:]
     env = dict(os.environ)
     env.update(kv.split("=", 1) for kv in r.stdout.split()[1:])  # "export CONTAINERS_CONF=... BASE_IMAGE=..."
     return env

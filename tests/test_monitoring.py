@@ -118,8 +118,8 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
     "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator (via CloudWatch too)."
     from mlops_basics.aws import aws_config
     from mlops_basics.cloudwatch import pull_cloudwatch, put_log_lines
+    from mlops_basics.lambda_emulator import local_lambda, rie_invoker
     from mlops_basics.monitoring import ingest_file, open_store, summary
-    from mlops_basics.serverless import local_lambda, rie_invoker
     port, log = free_port(), tmp_path / "service.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(port)],

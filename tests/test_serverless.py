@@ -79,13 +79,14 @@ def test_one_contract_the_lambda_answers_as_the_service_does(bundle):
 
 
 def invocations(events: dict, url: str) -> dict:
-    from mlops_basics.serverless import rie_invoker
+    from mlops_basics.lambda_emulator import rie_invoker
     invoke = rie_invoker(url)
     return {name: invoke(e) for name, e in events.items()}
 
 
 def test_every_event_shape_and_every_bad_one_under_the_emulator(bundle):
-    from mlops_basics.serverless import local_lambda, url_event
+    from mlops_basics.lambda_emulator import local_lambda
+    from mlops_basics.serverless import url_event
     good = {"rest": {"httpMethod": "POST", "path": "/predict", "headers": {"Content-Type": "application/json"},
                      "body": json.dumps({"sentences": ["The cat sat."]}), "isBase64Encoded": False,
                      "requestContext": {"requestId": "rest-1"}, "resource": "/predict"},
@@ -151,7 +152,8 @@ def test_sentences_are_logged_only_when_sampled(bundle, caplog, monkeypatch):
 
 
 def test_a_bundle_that_does_not_load_leaves_the_function_alive_but_not_ready(tmp_path):
-    from mlops_basics.serverless import local_lambda, url_event
+    from mlops_basics.lambda_emulator import local_lambda
+    from mlops_basics.serverless import url_event
     with local_lambda(tmp_path / "no-bundle") as fn:
         got = invocations({"health": url_event("GET", "/health"), "ready": url_event("GET", "/ready"),
                            "predict": url_event("POST", "/predict", {"sentences": ["x"]})}, fn.url)
@@ -188,8 +190,9 @@ def test_the_deploy_role_the_execution_role_and_the_pull_policy_allow_only_what_
 def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
     from mlops_basics.aws import account_id, client
     from mlops_basics.core import MlopsBasicsError
+    from mlops_basics.lambda_emulator import local_lambda, rie_invoker
     from mlops_basics.registries import record_image
-    from mlops_basics.serverless import deploy, ecr_image_uri, local_lambda, provision_function, rie_invoker, rollback, smoke, status
+    from mlops_basics.serverless import deploy, ecr_image_uri, provision_function, rollback, smoke, status
     cfg = config()
     plan = provision_function(cfg, dry_run=True)
     assert any("execution role" in c.what for c in plan) and any("let Lambda pull" in c.what for c in plan)
@@ -239,8 +242,9 @@ def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
 def test_the_lambda_image_runs_under_the_emulator_and_the_deploy_job_ships_it(aws, bundle, tmp_path, monkeypatch):
     "docker/build-image --lambda, run in podman under the emulator; then .ci/deploy-lambda against moto and a real registry."
     from mlops_basics.aws import client
+    from mlops_basics.lambda_emulator import local_lambda, rie_invoker
     from mlops_basics.registries import local_registry
-    from mlops_basics.serverless import local_lambda, provision_function, rie_invoker, url_event
+    from mlops_basics.serverless import provision_function, url_event
     env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only
     (tmp_path / "auth.json").write_text('{"auths": {}}')
