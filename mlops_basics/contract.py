@@ -177,7 +177,7 @@ EVENT_FIELDS = {  # name: (type, meaning); written by the service (week 5) and t
     "latency_ms": ("float", "the request's time in the model (and the batcher's queue)"),
     "text": ("str?", "the sentence: only in a sampled share of events (log_text_rate), absent otherwise")}
 
-ERROR_FIELDS = {  # one per failed request: the error rate's numerator (week 9)
+ERROR_FIELDS = {  # one per failed request that `logs_error_event` picks; the 5xx ones are the error rate's numerator (week 9)
     "schema": ("int", "EVENT_SCHEMA of the writer"),
     "event": ("str", "always error"),
     "ts": ("str", "UTC time of the answer, ISO 8601 with milliseconds"),
