@@ -62,8 +62,9 @@ def main(argv: list[str]) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import onnxruntime as ort
     import torch
+    from mlops_basics.bundle import batch_invariance, export_bundle, load_checkpoint, torch_logits, validation_set
     from mlops_basics.cola import load_tokenizer
-    from mlops_basics.predict import Predictor, batch_invariance, export_bundle, load_checkpoint, torch_logits, validation_set
+    from mlops_basics.predict import Predictor
     from mlops_basics.versioning import ensure_checkpoint
 
     if a.threads:

@@ -292,7 +292,7 @@ def main(argv: list[str]) -> dict:
     from mlops_basics.predict import verify_bundle
     verify_bundle(a.bundle)
     try:
-        from mlops_basics.predict import validation_set
+        from mlops_basics.bundle import validation_set
         sentences = validation_set(a.data_dir)[0]
     except Exception:
         sentences = ["The book was written by John.", "Who do you think that left?", "Mary thinks that John left."]

@@ -99,7 +99,7 @@ def trained(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def bundle(trained) -> Path:
     "A model bundle exported from the `trained` checkpoint."
-    from mlops_basics.predict import export_bundle
+    from mlops_basics.bundle import export_bundle
     out = trained["tmp"] / "bundle"
     export_bundle(trained["checkpoint"], out, data_dir=trained["data"])
     return out
@@ -108,8 +108,8 @@ def bundle(trained) -> Path:
 @pytest.fixture(scope="session")
 def minilm_bundle(tmp_path_factory) -> Path:
     "A bundle of the real MiniLM backbone after a smoke fine-tune on real CoLA (real activation ranges; ~1 minute)."
+    from mlops_basics.bundle import export_bundle
     from mlops_basics.config import compose_config
-    from mlops_basics.predict import export_bundle
     from mlops_basics.train import train
     data = real_cola_dir()
     if data is None:

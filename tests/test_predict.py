@@ -17,8 +17,8 @@ def copy_of(bundle, tmp_path):
     return make
 
 
-def test_importing_the_predictor_does_not_import_the_training_stack():
-    code = ("import sys, mlops_basics.predict as p; import mlops_basics; "
+def test_importing_the_predictor_or_the_bundle_tools_does_not_import_the_training_stack():
+    code = ("import sys, mlops_basics.predict, mlops_basics.bundle; "
             "print(sorted(m for m in ('torch', 'lightning', 'transformers', 'datasets', 'onnx', 'hydra') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
@@ -47,7 +47,7 @@ def test_reading_cola_and_scoring_a_bundle_import_no_training_stack(bundle, trai
     assert _heavy_modules_after("mlops_basics.versioning", ["fetch-data", str(tmp_path / "cola"), "--data-dir", str(trained["data"])]) == []
     assert sorted(p.name for p in (tmp_path / "cola").iterdir()) == ["train.tsv", "validation.tsv"]
     # the DVC evaluate stage: score both precisions on the validation set
-    assert _heavy_modules_after("mlops_basics.predict", ["evaluate", str(bundle), "--data-dir", str(trained["data"]),
+    assert _heavy_modules_after("mlops_basics.bundle", ["evaluate", str(bundle), "--data-dir", str(trained["data"]),
                                                          "--out", str(tmp_path / "eval")]) == []
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 48
 
@@ -83,8 +83,9 @@ def test_onnx_model_has_dynamic_batch_and_sequence_axes_and_no_external_data(bun
 
 
 def test_predictions_match_pytorch_and_keep_input_order(bundle, trained):
+    from mlops_basics.bundle import load_checkpoint, torch_logits
     from mlops_basics.cola import load_tokenizer
-    from mlops_basics.predict import Predictor, load_checkpoint, torch_logits
+    from mlops_basics.predict import Predictor
     sents = ["The cat saw the ball.", "ball the saw cat The.", "A dog found a book.", "book a found dog A.", "My friend took the car."]
     model = load_checkpoint(trained["checkpoint"])
     ref = torch_logits(model, load_tokenizer(**model.hparams.backbone), sents)
@@ -152,15 +153,16 @@ def test_fp32_file_changed_is_caught_by_verify_even_when_only_int8_is_loaded(cop
 
 
 def test_failed_parity_check_writes_no_bundle(trained, tmp_path):
-    from mlops_basics.predict import BundleError, export_bundle
+    from mlops_basics.bundle import export_bundle
+    from mlops_basics.predict import BundleError
     with pytest.raises(BundleError, match="ONNX and PyTorch disagree"):
         export_bundle(trained["checkpoint"], tmp_path / "b", data_dir=trained["data"], atol=0.0, limit=8)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_to_overwrite_and_bad_checkpoints(bundle, trained, tmp_path):
+    from mlops_basics.bundle import export_bundle
     from mlops_basics.core import ConfigError
-    from mlops_basics.predict import export_bundle
     with pytest.raises(ConfigError, match="already exists"):
         export_bundle(trained["checkpoint"], bundle, data_dir=trained["data"])
     with pytest.raises(ConfigError, match="checkpoint not found"):
@@ -229,7 +231,8 @@ def test_cli_errors_are_one_line_without_traceback(bundle, tmp_path, home, args,
 def test_every_precision_gives_each_sentence_the_same_answer_in_any_batch(minilm_bundle, precision):
     "The whole validation set: alone vs length-sorted chunks, shuffled batch-mates, and padded to the longest sentence."
     from conftest import real_cola_dir
-    from mlops_basics.predict import Predictor, batch_invariance, validation_set
+    from mlops_basics.bundle import batch_invariance, validation_set
+    from mlops_basics.predict import Predictor
     sentences, _ = validation_set(real_cola_dir())
     b = batch_invariance(Predictor(minilm_bundle, precision), sentences)
     assert b["n"] == len(sentences) == 1043
@@ -244,7 +247,8 @@ def test_dynamic_int8_depends_on_the_batch_and_the_export_refuses_it(minilm_bund
     import logging
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from conftest import real_cola_dir
-    from mlops_basics.predict import BundleError, Predictor, batch_invariance, check_batch_invariance, validation_set
+    from mlops_basics.bundle import batch_invariance, check_batch_invariance, validation_set
+    from mlops_basics.predict import BundleError, Predictor
     d = tmp_path / "dynamic"
     shutil.copytree(minilm_bundle, d)
     logging.getLogger().setLevel(logging.ERROR)
