@@ -6,20 +6,17 @@
 __all__ = ['KEY', 'parse_line', 'parse_event', 'store_schema', 'open_store', 'new_lines', 'add_events', 'read_cursor',
            'take_lines', 'tally', 'ingest_file', 'container_lines', 'ingest_container', 'where', 'summary', 'traffic',
            'score_histogram', 'error_rate', 'error_kinds', 'reference_stats', 'ensure_reference', 'write_reference',
-           'psi', 'drift_report', 'main']
+           'psi', 'drift_report']
 
 # %% ../nbs/09_monitoring.ipynb #w9-007
-import argparse
 import json
 import os
 import re
 import subprocess
-import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
-from .aws import aws_config, cli_error
 from .contract import ERROR_FIELDS, EVENT_FIELDS, EVENT_SCHEMA, FAILURE_SQL
-from .core import ConfigError, default_data_dir, home_dir, load_cola, need, read_cola_tsv, write_json
+from .core import ConfigError, default_data_dir, home_dir, load_cola, read_cola_tsv, write_json
 
 # %% ../nbs/09_monitoring.ipynb #w9-x09
 _SQL_TYPES = {"int": "BIGINT", "str": "VARCHAR", "float": "DOUBLE", "bool": "BOOLEAN", "str?": "VARCHAR"}
@@ -328,113 +325,3 @@ def drift_report(con, ref: dict, alpha: float = 0.01, min_psi: float = 0.1, min_
     level = alpha / len(tests)  # four tests on one window: Bonferroni
     drifted = [k for k, t in tests.items() if t["p"] < level and t.get("psi", min_psi) >= min_psi]  # significant and large enough
     return {"verdict": "drift" if drifted else "no drift", "drifted": drifted, "events": len(cur), "alpha": alpha, "tests": tests}
-
-# %% ../nbs/09_monitoring.ipynb #cli-1
-_PROG = "mlops-basics-monitor"
-
-def _parser():
-    p = argparse.ArgumentParser(prog=_PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prediction events into a DuckDB store, then summaries, drift checks, the dashboard and exports.",
-        epilog="examples:\n"
-        f"  {_PROG} ingest service.log                 # again later: only what the log gained\n"
-        f"  {_PROG} container mlops-api --engine docker  # a running container's log, read in place\n"
-        f"  {_PROG} pull                               # the Lambda's CloudWatch log group (settings: aws.yaml monitoring.*)\n"
-        f"  {_PROG} summary --last 24                  # the last 24 hours, per model version and source\n"
-        f"  {_PROG} drift --bundle artifacts/bundle    # exit code 1 when the window drifted (for cron and CI)\n"
-        f"  {_PROG} dashboard dashboard.html --bundle artifacts/bundle\n"
-        f"  {_PROG} rules docker/prometheus/alerts.yml # the alert rules, checked by promtool\n"
-        f"  {_PROG} reference artifacts/bundle artifacts/reference.json --data-dir data/cola  # dvc.yaml's stage\n"
-        f"  {_PROG} provision --dry-run github.repository=me/mlops-basics  # the Kinesis stream and the drift check's role\n\n"
-        "The store: --store, else $MLOPS_BASICS_MONITOR_STORE, else ~/.mlops-basics/monitoring/store.duckdb.")
-    p.add_argument("--store", default=os.environ.get("MLOPS_BASICS_MONITOR_STORE"), help="the DuckDB file")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("ingest", help="read JSON log files (the service's, a container's, the emulator's)").add_argument("logs", nargs="+")
-    c = sub.add_parser("container", help="read a container's log in place (docker/podman logs --since)")
-    c.add_argument("name"), c.add_argument("--engine", default="podman", choices=["podman", "docker"])
-    for name, what in (("pull", "the Lambda's CloudWatch log group (filter_log_events)"), ("stream", "the Kinesis subscription stream, once")):
-        sub.add_parser(name, help=what).add_argument("overrides", nargs="*", help="Hydra overrides of conf/aws.yaml")
-    for name, what in (("summary", "per version and source: traffic, errors, latency, labels"), ("drift", "the window against the bundle's reference"),
-                       ("dashboard", "write the dashboard page"), ("export-es", "write the Elasticsearch/Kibana files")):
-        s = sub.add_parser(name, help=what)
-        if name in ("dashboard", "export-es"):
-            s.add_argument("out", help="the page (dashboard) or the folder (export-es)")
-        if name in ("drift", "dashboard"):
-            s.add_argument("--bundle", required=name == "drift", help="the model bundle whose validation statistics are the reference")
-            s.add_argument("--data-dir", help="CoLA's folder (default: $MLOPS_BASICS_DATA_DIR, else the hub)")
-        for opt in ("--since", "--until", "--version", "--source"):
-            s.add_argument(opt, help=f"window: {opt[2:]} (times in UTC, ISO 8601)")
-        s.add_argument("--last", type=float, metavar="HOURS", help="window: the last HOURS hours (instead of --since)")
-    _setup_commands(sub)
-    return p
-
-# %% ../nbs/09_monitoring.ipynb #cli-1b
-def _setup_commands(sub) -> None:
-    "The commands that need no store: rules, reference, provision."
-    sub.add_parser("rules", help="write the Prometheus alert rules and check them with promtool").add_argument("out")
-    r = sub.add_parser("reference", help="the bundle's reference statistics on CoLA's validation set (the DVC stage)")
-    r.add_argument("bundle"), r.add_argument("out"), r.add_argument("--data-dir", help="CoLA's folder")
-    p = sub.add_parser("provision", help="the log stream to Kinesis and the scheduled drift check's read-only role (AWS)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/aws.yaml")
-
-def _without_store(a) -> int:
-    "Carry out a command that needs no store; its exit code."
-    if a.cmd == "rules":
-        from mlops_basics.alerts import promtool, write_alert_rules
-        print(f"wrote {write_alert_rules(a.out)} ({promtool('check', 'rules', a.out).splitlines()[-1].strip()})")
-    elif a.cmd == "reference":
-        ref = write_reference(a.bundle, a.out, a.data_dir)
-        print(f"wrote {a.out}: {ref['events']} validation sentences, model {ref['model_version']}, labels {ref['labels']}")
-    else:
-        from mlops_basics.cloudwatch import monitoring_changes
-        changes = monitoring_changes(aws_config(a.overrides), a.dry_run)
-        print("\n".join(f"{'plan' if a.dry_run else 'done'}: {c}" for c in changes) or "up to date: nothing to change")
-    return 0
-
-def _window(a) -> dict:
-    "The window the command asks for: since (or the last hours), until, version, source."
-    since = getattr(a, "since", None)
-    if getattr(a, "last", None):
-        since = (datetime.now(timezone.utc) - timedelta(hours=a.last)).strftime("%Y-%m-%dT%H:%M:%S")
-    return {k: v for k, v in (("since", since), ("until", getattr(a, "until", None)),
-                              ("model_version", getattr(a, "version", None)), ("source", getattr(a, "source", None))) if v}
-
-# %% ../nbs/09_monitoring.ipynb #cli-2
-def _run(a) -> int:
-    "Carry out one parsed command; the exit code."
-    if a.cmd in ("rules", "reference", "provision"):
-        return _without_store(a)
-    con, window = open_store(a.store or home_dir() / "monitoring" / "store.duckdb"), _window(a)
-    if a.cmd in ("ingest", "container", "pull", "stream"):
-        from mlops_basics.cloudwatch import consume_kinesis, pull_cloudwatch
-        got = ([ingest_file(con, f) for f in a.logs] if a.cmd == "ingest" else [ingest_container(con, a.name, a.engine)] if a.cmd == "container"
-               else [(pull_cloudwatch if a.cmd == "pull" else consume_kinesis)(con, aws_config(a.overrides))])
-        for g in got:
-            print(f"{g['origin']}: {g['added']} predictions and {g['errors']} errors added, {g['repeats']} already stored, {g['bad']} bad lines")
-    elif a.cmd == "summary":
-        s = summary(con, **window)
-        print(s.to_string(index=False) if len(s) else "no events in this window")
-    elif a.cmd == "drift":
-        r = drift_report(con, ensure_reference(a.bundle, a.data_dir), **window)
-        print(f"{r['verdict']} ({r['events']} events)" + "".join(f"\n  {k}: p={t['p']:.3g}" + (f", PSI={t['psi']}" if "psi" in t else "")
-                                                                  for k, t in r["tests"].items()))
-        return 1 if r["verdict"] == "drift" else 0
-    elif a.cmd == "dashboard":
-        report = drift_report(con, ensure_reference(a.bundle, a.data_dir), **window) if a.bundle else None
-        from mlops_basics.dashboard import write_dashboard
-        print(f"wrote {write_dashboard(a.out, con, report, **window)}")
-    else:
-        from mlops_basics.elasticsearch import export_elasticsearch
-        print(f"wrote {export_elasticsearch(con, a.out, **window)['documents']} documents and the Kibana objects to {a.out}")
-    return 0
-
-def main(argv: list[str] | None = None) -> None:
-    "Console entry point `mlops-basics-monitor`."
-    a = _parser().parse_args(argv)
-    try:
-        if a.cmd not in ("rules", "provision"):  # the store's commands
-            need("monitor", "duckdb", "pandas", "scipy")
-        code = _run(a)
-    except Exception as e:
-        cli_error(_PROG, e, fix="check the store, the credentials and the region.", modules=("botocore", "boto3", "duckdb", "_duckdb"))
-    sys.exit(code)

@@ -5,15 +5,14 @@
 # %% auto #0
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'trust_policy', 'deploy_policy', 'allows', 'trusts', 'bucket_changes',
            'lifecycle_rules', 'repository_changes', 'identity_changes', 'provision', 'publish_bundle',
-           'resolve_version', 'fetch_bundle', 'local_registry', 'ecr_login', 'raw_manifest', 'manifest_type',
-           'image_details', 'record_image', 'push_image', 'main']
+           'resolve_version', 'fetch_bundle', 'ecr_login', 'raw_manifest', 'manifest_type', 'image_details',
+           'push_image', 'main']
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import argparse
 import base64
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,11 +21,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from .aws import Change, account_id, apply, aws_config, cli_error, client, get_or_none, role_changes
+from .aws import Change, account_id, apply, aws_config, cli_error, client, get_or_none, record_image, role_changes
 from .core import ConfigError, MlopsBasicsError, need, staged_dir
-from .ports import free_port, http_answer, wait_until
 
 # %% ../nbs/07_registries.ipynb #w7-015
 GITHUB_OIDC = "token.actions.githubusercontent.com"
@@ -215,30 +212,6 @@ def fetch_bundle(out_dir: str | Path, cfg, version: str = "latest") -> dict:
                               fix="publish it again from a verified bundle (mlops-basics-registry publish-bundle).") from None
     return manifest
 
-# %% ../nbs/07_registries.ipynb #846bac83
-@contextmanager
-def local_registry(user: str, password: str, root: str | Path):
-    "A real image registry (Debian's docker-registry) on a free loopback port, with one user; yields its host:port."
-    if not (shutil.which("docker-registry") and shutil.which("htpasswd")):
-        raise ConfigError("docker-registry or htpasswd is not installed",
-                          fix="apt-get install docker-registry apache2-utils (Debian or Ubuntu, as root; in the repository: bash docker/setup-registry).")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    pw = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True).stdout
-    (root / "htpasswd").write_text(pw)
-    port = free_port()
-    (root / "config.yml").write_text(json.dumps({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(root / "data")}},
-        "http": {"addr": f"127.0.0.1:{port}"}, "auth": {"htpasswd": {"realm": "mlops-basics", "path": str(root / "htpasswd")}}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}  # REGISTRY_* would override the config
-    proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: http_answer(f"http://127.0.0.1:{port}/v2/", statuses=(401,)), f"the local registry on port {port}", 10,  # 401: up, asking for the password
-                   alive=lambda: proc.poll() is None, fix=f"run docker-registry serve {root}/config.yml by hand.")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate(); proc.wait(10)
-
 # %% ../nbs/07_registries.ipynb #d21f7cad
 def _insecure(host: str) -> list[str]:
     "podman's flag for a plain-HTTP registry on this machine (the local stand-in); nothing for a real one."
@@ -276,16 +249,6 @@ def image_details(cfg, tag: str) -> dict:
     return {"digest": d["imageDigest"], "tags": d.get("imageTags", []), "bytes": d.get("imageSizeInBytes"),
             "pushed_at": d["imagePushedAt"].isoformat(timespec="seconds"), "media_type": d.get("imageManifestMediaType"),
             "scan": d.get("imageScanStatus", {}).get("status", "not reported")}
-
-def record_image(cfg, tag: str, manifest: bytes) -> str:
-    "Stand-ins only: register a manifest the local registry stored with ECR's API, as a push to ECR does; its digest."
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    ecr = client("ecr", cfg)
-    try:  # ECR checks the digest we name against the manifest
-        ecr.put_image(repositoryName=cfg.ecr.repository, imageManifest=manifest.decode(), imageTag=tag, imageDigest=digest)
-    except (ecr.exceptions.ImageAlreadyExistsException, ecr.exceptions.ImageTagAlreadyExistsException):
-        pass  # the tag is taken: image_details says whether by this manifest
-    return digest
 
 # %% ../nbs/07_registries.ipynb #w7-push
 def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman", suffix: str = "") -> dict:

@@ -188,11 +188,10 @@ def test_the_deploy_role_the_execution_role_and_the_pull_policy_allow_only_what_
 
 
 def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
-    from mlops_basics.aws import account_id, client
+    from mlops_basics.aws import account_id, client, record_image
     from mlops_basics.core import MlopsBasicsError
     from mlops_basics.lambda_deploy import deploy, ecr_image_uri, provision_function, rollback, smoke, status
     from mlops_basics.lambda_emulator import local_lambda, rie_invoker
-    from mlops_basics.registries import record_image
     cfg = config()
     plan = provision_function(cfg, dry_run=True)
     assert any("execution role" in c.what for c in plan) and any("let Lambda pull" in c.what for c in plan)
@@ -241,10 +240,9 @@ def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
 @pytest.mark.timeout(1200)
 def test_the_lambda_image_runs_under_the_emulator_and_the_deploy_job_ships_it(aws, bundle, tmp_path, monkeypatch):
     "docker/build-image --lambda, run in podman under the emulator; then .ci/deploy-lambda against moto and a real registry."
-    from mlops_basics.aws import client
+    from mlops_basics.aws import client, local_registry
     from mlops_basics.lambda_deploy import provision_function
     from mlops_basics.lambda_emulator import local_lambda, rie_invoker
-    from mlops_basics.registries import local_registry
     from mlops_basics.serverless import url_event
     env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only
