@@ -6,10 +6,9 @@
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'trust_policy', 'deploy_policy', 'allows', 'trusts', 'bucket_changes',
            'lifecycle_rules', 'repository_changes', 'identity_changes', 'provision', 'publish_bundle',
            'resolve_version', 'fetch_bundle', 'ecr_login', 'raw_manifest', 'manifest_type', 'image_details',
-           'push_image', 'main']
+           'push_image']
 
 # %% ../nbs/07_registries.ipynb #w7-006
-import argparse
 import base64
 import hashlib
 import json
@@ -22,8 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from .aws import Change, account_id, apply, aws_config, cli_error, client, get_or_none, record_image, role_changes
-from .core import ConfigError, MlopsBasicsError, need, staged_dir
+from .aws import Change, account_id, apply, client, get_or_none, record_image, role_changes
+from .core import ConfigError, MlopsBasicsError, staged_dir
 
 # %% ../nbs/07_registries.ipynb #w7-015
 GITHUB_OIDC = "token.actions.githubusercontent.com"
@@ -279,63 +278,3 @@ def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman
                                fix="tags are immutable: push from a new commit (the tag is <commit>-<bundle version>).")
     return {"ref": ref, "digest": digest, "by_digest": f"{host}/{cfg.ecr.repository}@{digest}", "seconds": seconds,
             "media_type": json.loads(manifest)["mediaType"], "ecr": ecr_says}
-
-# %% ../nbs/07_registries.ipynb #w7-043
-_PROG = "mlops-basics-registry"
-
-def _parser():
-    "The command line: provision, publish-bundle, fetch-bundle, push-image."
-    p = argparse.ArgumentParser(prog=_PROG, description="Week 7's registries: the S3 bucket and ECR repository, the deploy "
-                                "role (GitHub OIDC), model bundles in S3.", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=("examples:\n"
-        f"  {_PROG} provision --dry-run github.repository=me/mlops-basics   # print the plan, change nothing\n"
-        f"  {_PROG} provision github.repository=me/mlops-basics             # make it so (a second run changes nothing)\n"
-        f"  {_PROG} publish-bundle artifacts/bundle                         # s3://BUCKET/models/<version>/ + latest\n"
-        f"  {_PROG} fetch-bundle /tmp/bundle --version latest               # download and verify\n"
-        f"  {_PROG} push-image mlops-basics-api:latest --bundle artifacts/bundle  # to ECR, prints the digest\n\n"
-        "Settings: mlops_basics/conf/aws.yaml (Hydra overrides as the last arguments, e.g. bucket=NAME region=eu-west-1;\n"
-        "MLOPS_BASICS_AWS_ENDPOINT=http://127.0.0.1:PORT for a moto server). Credentials: the environment, never a file."))
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("provision", help="create or fix the bucket, the repository, the OIDC provider and the deploy role")
-    s.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    s = sub.add_parser("publish-bundle", help="upload a verified bundle under its version and point latest at it")
-    s.add_argument("bundle")
-    s = sub.add_parser("fetch-bundle", help="download a bundle (by version or latest) and verify it")
-    s.add_argument("out")
-    s.add_argument("--version", default="latest")
-    s = sub.add_parser("push-image", help="log in with an ECR token, tag IMAGE <commit>-<bundle version>, push, print the digest")
-    s.add_argument("image", help="the local image (docker/build-image BUNDLE TAG)")
-    s.add_argument("--bundle", required=True, help="the bundle inside it (for its version)")
-    s.add_argument("--engine", default="podman")
-    s.add_argument("--suffix", default="", help="appended to the tag, e.g. lambda for the Lambda image (week 8)")
-    for s in sub.choices.values():
-        s.add_argument("overrides", nargs="*", help="Hydra overrides of conf/aws.yaml, e.g. bucket=NAME")
-    return p
-
-# %% ../nbs/07_registries.ipynb #w7-044
-def main(argv: list[str] | None = None) -> None:
-    "Console entry point `mlops-basics-registry`."
-    a = _parser().parse_args(argv)
-    try:
-        need("aws", "boto3", "hydra")
-        cfg = aws_config(a.overrides)
-        if a.cmd == "provision":
-            changes = provision(cfg, dry_run=a.dry_run)
-            verb = "would change" if a.dry_run else "changed"
-            print("\n".join(f"{'plan' if a.dry_run else 'done'}: {c}" for c in changes) or "up to date: nothing to change")
-            if changes:
-                print(f"{verb} {len(changes)} setting(s)")
-        elif a.cmd == "publish-bundle":
-            r = publish_bundle(a.bundle, cfg)
-            print(f"published bundle {r['version']} to {r['uri']} ({r['files']} files, {r['bytes'] / 1e6:.1f} MB); latest -> {r['version']}")
-        elif a.cmd == "fetch-bundle":
-            m = fetch_bundle(a.out, cfg, a.version)
-            print(f"fetched bundle {m['version']} into {a.out} (verified)")
-        else:
-            from mlops_basics.predict import read_manifest
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "0" * 12
-            r = push_image(a.image, cfg, commit, read_manifest(a.bundle)["version"], a.engine, a.suffix)
-            print(f"pushed {r['ref']} in {r['seconds']} s\ndigest {r['digest']} (ECR's API agrees; scan: {r['ecr']['scan']})\n"
-                  f"manifest {r['media_type']}")
-    except Exception as e:
-        cli_error(_PROG, e, fix="provision first (mlops-basics-registry provision) and check the credentials and the region.")

@@ -21,11 +21,6 @@ def cli(*args) -> subprocess.CompletedProcess:
                           timeout=120, env=dict(os.environ))
 
 
-def manifest(n: int) -> bytes:
-    "A stand-in single-image manifest (moto's ECR keeps manifests, not layers)."
-    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": n,
-                                  "digest": "sha256:" + f"{n:x}".rjust(64, "0")}, "layers": []}).encode()
 
 
 def test_the_handler_imports_no_training_stack_and_no_web_framework(bundle):
@@ -188,7 +183,7 @@ def test_the_deploy_role_the_execution_role_and_the_pull_policy_allow_only_what_
 
 
 def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
-    from mlops_basics.aws import account_id, client, record_image
+    from mlops_basics.aws import account_id, client, record_image, stand_in_manifest
     from mlops_basics.core import MlopsBasicsError
     from mlops_basics.lambda_deploy import deploy, ecr_image_uri, provision_function, rollback, smoke, status
     from mlops_basics.lambda_emulator import local_lambda, rie_invoker
@@ -197,7 +192,7 @@ def test_deploys_publish_versions_move_the_alias_and_roll_back(aws, bundle):
     assert any("execution role" in c.what for c in plan) and any("let Lambda pull" in c.what for c in plan)
     assert provision_function(cfg) and provision_function(cfg) == []  # applied, then nothing to change
     acct = account_id(cfg)
-    images = [ecr_image_uri(cfg, acct, record_image(cfg, f"c{n}-v-lambda", manifest(n))) for n in (1, 2, 3)]
+    images = [ecr_image_uri(cfg, acct, record_image(cfg, f"c{n}-v-lambda", stand_in_manifest(n))) for n in (1, 2, 3)]
     with pytest.raises(Exception, match="ImageNotFound"):  # Lambda refuses an image its ECR does not have
         deploy(cfg, ecr_image_uri(cfg, acct, "sha256:" + "0" * 64))
     with local_lambda(bundle) as fn:  # the smoke test runs the real handler under the emulator
