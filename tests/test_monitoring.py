@@ -36,7 +36,8 @@ def test_an_event_is_read_only_when_it_is_one_of_this_schema():
 
 def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
     from mlops_basics.contract import ERROR_FIELDS, error_event
-    from mlops_basics.monitoring import error_kinds, error_rate, ingest_file, open_store, parse_event, parse_line, summary
+    from mlops_basics.dashboard import error_kinds, error_rate
+    from mlops_basics.monitoring import ingest_file, open_store, parse_event, parse_line, summary
     failed = [error_event(f"e{i}", "v1", 503 if i else 422, 2.0, "service") for i in range(3)]
     assert set(failed[0]) == set(ERROR_FIELDS) and parse_event(json.dumps(failed[0])) is None
     assert parse_line(json.dumps(failed[0])) == ("error", failed[0])
@@ -231,7 +232,7 @@ def test_drift_is_flagged_for_a_shift_and_not_for_the_same_traffic():
 
 
 def test_the_reference_is_computed_once_per_bundle_version(bundle, tmp_path, cola_dir):
-    from mlops_basics.monitoring import ensure_reference
+    from mlops_basics.monitor_cli import ensure_reference
     from mlops_basics.predict import read_manifest
     ref = ensure_reference(bundle, cola_dir, tmp_path)
     path = tmp_path / f"reference-{read_manifest(bundle)['version']}.json"
@@ -386,7 +387,7 @@ def test_the_command_line_ingests_reports_and_errs_in_one_line(bundle, cola_dir,
 def test_the_reference_is_the_pipeline_stage_s_file_beside_the_bundle(bundle, tmp_path):
     import shutil
     from conftest import run_cli
-    from mlops_basics.monitoring import ensure_reference
+    from mlops_basics.monitor_cli import ensure_reference
     art = tmp_path / "artifacts"
     shutil.copytree(bundle, art / "bundle")
     from conftest import write_cola
