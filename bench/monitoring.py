@@ -60,7 +60,9 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args(argv)
-    from mlops_basics.monitoring import ingest_file, open_store, score_histogram, summary, traffic
+    from mlops_basics.dashboard import score_histogram, summary
+    from mlops_basics.ingest import ingest_file
+    from mlops_basics.monitoring import open_store, traffic
     tmp = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
     try:
         log = tmp / "events.log"

@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 from .ci_policy import WORKFLOWS_DIR, check_workflows, describe
-from .cicd import ci_passed, smoke_image
 from .core import MlopsBasicsError, fail
+from .deploy_checks import ci_passed, smoke_image
 
 # %% ../nbs/lib/ci_cli.ipynb #parser
 _PROG = "mlops-basics-ci"

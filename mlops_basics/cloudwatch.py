@@ -11,7 +11,7 @@ import gzip
 import json
 import time
 from .aws import Change, account_id, apply, client, get_or_none, role_changes
-from .monitoring import read_cursor, take_lines, tally
+from .ingest import read_cursor, take_lines, tally
 from .registries import trust_policy
 
 # %% ../nbs/lib/cloudwatch.ipynb #group

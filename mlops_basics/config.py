@@ -26,8 +26,8 @@ def _explain(e: Exception) -> ConfigError:
         return ConfigError(f"unknown {m[1]} {m[2]!r}", fix=f"choose one of {', '.join(opts)} (e.g. {m[1]}={eg}).")
     if m := re.search(r"Could not (?:override|append to config\.) '?([^'\s]+)'?", msg):
         key = m[1]
-        return ConfigError(f"unknown setting {key!r}", fix=f"check the spelling ('mlops-basics-train --cfg job' prints every setting), "
-                f"or add a new one with +{key}=VALUE.")
+        return ConfigError(f"unknown setting {key!r}", fix=f"check the spelling ('mlops-basics-train --cfg job' prints every setting); "
+                f"+{key}=VALUE adds a new key, which training refuses in the groups its schemas check (model, data, training, logger).")
     first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
     return ConfigError(f"invalid override: {first}", fix="write overrides as KEY=VALUE or GROUP=OPTION, e.g. training.lr=5e-5 model=tiny_random.")
 
@@ -40,7 +40,7 @@ def first_of_sweeps(overrides: list[str]) -> list[str]:
     except Exception as e:
         raise _explain(e) from None
     return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-            for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra")]
+            for o in parsed if not o.get_key_element().lstrip("+~").startswith("hydra") or o.get_key_element() == "hydra.searchpath"]
 
 # %% ../nbs/lib/config.ipynb #compose
 def compose_config(overrides: list[str] | None = None, config_name: str = "config") -> "DictConfig":

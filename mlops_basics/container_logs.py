@@ -10,7 +10,7 @@ import re
 import subprocess
 from datetime import datetime
 from .core import ConfigError
-from .monitoring import read_cursor, take_lines
+from .ingest import read_cursor, take_lines
 
 # %% ../nbs/lib/container_logs.ipynb #read
 def _ns(stamp: str) -> int:

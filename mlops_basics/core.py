@@ -235,9 +235,9 @@ def run_notebook(nb: Path, out_dir: Path, parameters: dict, kernel: str = "pytho
     return time.perf_counter() - t0
 
 # %% ../nbs/index.ipynb #0d9e98f7
-def notebook_parameters(nb: Path, profile: str, out_dir: Path) -> dict:
-    "A week's papermill parameters (its profile and output folder); a library notebook (nbs/lib) has none."
-    return {} if nb.parent.name == "lib" else {"profile": profile, "output_dir": str(out_dir / "runs" / nb.stem)}
+def notebook_parameters(nb: Path, profile: str) -> dict:
+    "A week's papermill parameters (its profile; it writes under its home, as for a learner); a library notebook has none."
+    return {} if nb.parent.name == "lib" else {"profile": profile}
 
 def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, profile: str = "smoke",
                only: list[str] | None = None, kernel: str = "python3", log=print, jobs: int = 1, lib: bool = True) -> dict[str, float]:
@@ -252,11 +252,15 @@ def run_course(nbs_dir: str | Path = "nbs", out_dir: str | Path | None = None, p
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs > 1:
         return run_side_by_side(nbs, out_dir, profile, kernel, jobs, log)
-    times = {}
-    for i, nb in enumerate(nbs, 1):
-        log(f"[{i}/{len(nbs)}] {nb.name} ({profile}) ...")
-        times[nb.name] = secs = run_notebook(nb.resolve(), out_dir, notebook_parameters(nb, profile, out_dir), kernel)
-        log(f"[{i}/{len(nbs)}] {nb.name} ok in {secs:.1f} s")
+    times, home = {}, os.environ.get("MLOPS_BASICS_HOME")
+    os.environ["MLOPS_BASICS_HOME"] = str(out_dir / "home")  # one home for the run: week 4 finds week 0's checkpoint
+    try:
+        for i, nb in enumerate(nbs, 1):
+            log(f"[{i}/{len(nbs)}] {nb.name} ({profile}) ...")
+            times[nb.name] = secs = run_notebook(nb.resolve(), out_dir, notebook_parameters(nb, profile), kernel)
+            log(f"[{i}/{len(nbs)}] {nb.name} ok in {secs:.1f} s")
+    finally:
+        os.environ.pop("MLOPS_BASICS_HOME") if home is None else os.environ.update(MLOPS_BASICS_HOME=home)
     log(f"all {len(nbs)} notebooks ran; executed copies in {out_dir}")
     return times
 
@@ -273,7 +277,7 @@ def run_side_by_side(nbs: list[Path], out_dir: Path, profile: str, kernel: str, 
     log(f"{len(nbs)} notebooks ({profile}), {jobs} at a time ...")
     times = {}
     with ProcessPoolExecutor(jobs) as pool:
-        todo = {pool.submit(_run_alone, nb.resolve(), out_dir, notebook_parameters(nb, profile, out_dir),
+        todo = {pool.submit(_run_alone, nb.resolve(), out_dir, notebook_parameters(nb, profile),
                             kernel): nb for nb in nbs}
         for f in as_completed(todo):
             if f.exception() is not None:

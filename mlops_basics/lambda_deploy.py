@@ -14,9 +14,9 @@ import time
 from typing import Callable
 from .aws import Change, account_id, apply, aws_config, cli_error, client, get_or_none, role_changes
 from .core import MlopsBasicsError, need
+from .lambda_events import url_event
 from .predict import DEFAULT_BUNDLE
 from .registries import provision
-from .serverless import url_event
 
 # %% ../nbs/lib/lambda_deploy.ipynb #w8-x45
 def execution_trust() -> dict:

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from .aws import aws_config, cli_error
 from .core import default_data_dir, home_dir, load_cola, need, read_cola_tsv, write_json
-from .monitoring import drift_report, ingest_file, open_store, reference_stats, summary
+from .dashboard import summary
+from .ingest import ingest_file
+from .monitoring import drift_report, open_store, reference_stats
 
 # %% ../nbs/lib/monitor_cli.ipynb #reference
 def write_reference(bundle: str | Path, out: str | Path, data_dir: str | Path | None = None) -> dict:

@@ -4,25 +4,17 @@
 
 # %% auto #0
 __all__ = ['GITHUB_OIDC', 'GITHUB_THUMBPRINTS', 'trust_policy', 'deploy_policy', 'allows', 'trusts', 'bucket_changes',
-           'lifecycle_rules', 'repository_changes', 'identity_changes', 'provision', 'publish_bundle',
-           'resolve_version', 'fetch_bundle', 'ecr_login', 'raw_manifest', 'manifest_type', 'image_details',
-           'push_image']
+           'identity_changes', 'provision', 'publish_bundle', 'resolve_version', 'fetch_bundle']
 
 # %% ../nbs/07_registries.ipynb #w7-006
 import base64
 import hashlib
 import json
 import re
-import shutil
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from .aws import Change, account_id, apply, client, get_or_none, record_image, role_changes
+from .aws import Change, account_id, apply, client, get_or_none, role_changes
 from .core import ConfigError, MlopsBasicsError, staged_dir
+from .ecr_images import repository_changes
 
 # %% ../nbs/07_registries.ipynb #w7-015
 GITHUB_OIDC = "token.actions.githubusercontent.com"
@@ -40,7 +32,7 @@ def trust_policy(cfg, account: str, environment: str | None = None) -> dict:
 
 # %% ../nbs/07_registries.ipynb #w7-017
 def deploy_policy(cfg, account: str) -> dict:
-    "What the deploy job may do: push to one ECR repository, read/write one S3 prefix, deploy one Lambda function."
+    "What the deploy job may do: push to one ECR repository, read/write two prefixes of one bucket, deploy one Lambda function (and pass it its role)."
     r, b = f"arn:aws:ecr:{cfg.region}:{account}:repository/{cfg.ecr.repository}", cfg.bucket
     fn = f"arn:aws:lambda:{cfg.region}:{account}:function:{cfg.lambda_function}"
     return {"Version": "2012-10-17", "Statement": [
@@ -108,34 +100,6 @@ def bucket_changes(cfg) -> list[Change]:
     if rule not in (get_or_none(s3.get_bucket_lifecycle_configuration, Bucket=b) or {}).get("Rules", []):
         out.append(Change(f"s3://{b}", f"delete replaced versions after {cfg.noncurrent_days} days",
                           lambda: s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [rule]})))
-    return out
-
-# %% ../nbs/07_registries.ipynb #w7-027
-def lifecycle_rules(keep: int) -> str:
-    "ECR's lifecycle policy: keep the newest `keep` images, expire the rest."
-    return json.dumps({"rules": [{"rulePriority": 1, "description": f"keep the last {keep} images",
-                                  "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep},
-                                  "action": {"type": "expire"}}]}, sort_keys=True)
-
-def repository_changes(cfg) -> list[Change]:
-    "What the ECR repository needs: to exist, immutable tags, a scan on every push, a lifecycle policy."
-    ecr, name, out = client("ecr", cfg), cfg.ecr.repository, []
-    repo = (get_or_none(ecr.describe_repositories, repositoryNames=[name]) or {}).get("repositories", [None])[0]
-    if repo is None:
-        out.append(Change(f"ecr:{name}", "create the repository (immutable tags, scan on push)", lambda: ecr.create_repository(
-            repositoryName=name, imageTagMutability="IMMUTABLE", imageScanningConfiguration={"scanOnPush": True})))
-    else:
-        if repo.get("imageTagMutability") != "IMMUTABLE":
-            out.append(Change(f"ecr:{name}", "make tags immutable",
-                              lambda: ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")))
-        if not repo.get("imageScanningConfiguration", {}).get("scanOnPush"):
-            out.append(Change(f"ecr:{name}", "scan every pushed image", lambda: ecr.put_image_scanning_configuration(
-                repositoryName=name, imageScanningConfiguration={"scanOnPush": True})))
-    want = lifecycle_rules(int(cfg.ecr.keep_images))
-    have = (get_or_none(ecr.get_lifecycle_policy, repositoryName=name) or {}).get("lifecyclePolicyText")
-    if have is None or json.dumps(json.loads(have), sort_keys=True) != want:
-        out.append(Change(f"ecr:{name}", f"keep only the last {cfg.ecr.keep_images} images",
-                          lambda: ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=want)))
     return out
 
 # %% ../nbs/07_registries.ipynb #w7-029
@@ -210,71 +174,3 @@ def fetch_bundle(out_dir: str | Path, cfg, version: str = "latest") -> dict:
             raise BundleError(f"bundle {v} in s3://{cfg.bucket}/{prefix} is damaged: {e.problem.replace(str(tmp) + '/', '')}",
                               fix="publish it again from a verified bundle (mlops-basics-registry publish-bundle).") from None
     return manifest
-
-# %% ../nbs/07_registries.ipynb #d21f7cad
-def _insecure(host: str) -> list[str]:
-    "podman's flag for a plain-HTTP registry on this machine (the local stand-in); nothing for a real one."
-    return ["--tls-verify=false"] if host.startswith(("127.0.0.1:", "localhost:")) else []
-
-def ecr_login(cfg, engine: str = "podman") -> str:
-    "Log the container engine in to the registry with a token from ECR's API (never a stored password); the host."
-    d = client("ecr", cfg).get_authorization_token()["authorizationData"][0]
-    user, password = base64.b64decode(d["authorizationToken"]).decode().split(":", 1)
-    host = cfg.ecr.registry or urllib.parse.urlparse(d["proxyEndpoint"]).netloc  # the stand-in's, else ECR's own
-    r = subprocess.run([engine, "login", *_insecure(host), "--username", user, "--password-stdin", host],
-                       input=password, capture_output=True, text=True)  # the token goes through stdin, never argv
-    if r.returncode:
-        raise MlopsBasicsError(f"{engine} login {host} failed: {r.stderr.strip()[-200:]}", fix="check the registry and the role's ecr:GetAuthorizationToken.")
-    return host
-
-# %% ../nbs/07_registries.ipynb #0a48a415
-def raw_manifest(ref: str) -> bytes:
-    "An image's manifest exactly as its registry stores it: its sha256 is the image's digest."
-    r = subprocess.run(["skopeo", "inspect", "--raw", *(["--tls-verify=false"] if _insecure(ref) else []), f"docker://{ref}"],
-                       capture_output=True)
-    if r.returncode:
-        raise MlopsBasicsError(f"skopeo could not read {ref}: {r.stderr.decode(errors='replace').strip()[-200:]}",
-                               fix="check the reference and the login.")
-    return r.stdout
-
-def manifest_type(ref: str) -> str:
-    "The media type of an image's manifest in its registry (a single image, or an index of several)."
-    return json.loads(raw_manifest(ref))["mediaType"]
-
-# %% ../nbs/07_registries.ipynb #w7-ecr-api
-def image_details(cfg, tag: str) -> dict:
-    "What ECR's API says of one tag: digest, tags, size, push time, manifest type and scan status."
-    d = client("ecr", cfg).describe_images(repositoryName=cfg.ecr.repository, imageIds=[{"imageTag": tag}])["imageDetails"][0]
-    return {"digest": d["imageDigest"], "tags": d.get("imageTags", []), "bytes": d.get("imageSizeInBytes"),
-            "pushed_at": d["imagePushedAt"].isoformat(timespec="seconds"), "media_type": d.get("imageManifestMediaType"),
-            "scan": d.get("imageScanStatus", {}).get("status", "not reported")}
-
-# %% ../nbs/07_registries.ipynb #w7-push
-def push_image(local: str, cfg, commit: str, version: str, engine: str = "podman", suffix: str = "") -> dict:
-    "Tag the image `<commit>-<bundle version>[-suffix]`, push it as a single-platform manifest, check its digest with ECR; what was pushed."
-    host = ecr_login(cfg, engine)
-    tag = f"{commit[:12]}-{version}" + (f"-{suffix}" if suffix else "")  # suffix: e.g. lambda, for week 8's image
-    ref = f"{host}/{cfg.ecr.repository}:{tag}"
-    digest_file = Path(tempfile.mkdtemp()) / "digest"
-    t0 = time.perf_counter()
-    try:
-        for cmd in (["tag", local, ref], ["push", *_insecure(host), "--format", "v2s2", "--digestfile", str(digest_file), ref]):
-            r = subprocess.run([engine, *cmd], capture_output=True, text=True)
-            if r.returncode:
-                raise MlopsBasicsError(f"{engine} {cmd[0]} {ref} failed: {r.stderr.strip()[-300:]}",
-                                       fix="an immutable tag cannot be pushed twice: push a new commit.")
-        digest, manifest = digest_file.read_text().strip(), raw_manifest(ref)  # what the registry stored
-        seconds = round(time.perf_counter() - t0, 1)
-    finally:  # the token the engine stored is removed with the login
-        subprocess.run([engine, "logout", host], capture_output=True)
-        shutil.rmtree(digest_file.parent, ignore_errors=True)
-    if "sha256:" + hashlib.sha256(manifest).hexdigest() != digest:
-        raise MlopsBasicsError(f"the registry's manifest for {ref} does not hash to {digest}", fix="push again; check the registry's storage.")
-    if cfg.ecr.registry:  # a stand-in registry: tell ECR's API what it stored
-        record_image(cfg, tag, manifest)
-    ecr_says = image_details(cfg, tag)
-    if ecr_says["digest"] != digest:
-        raise MlopsBasicsError(f"ECR says {tag} is {ecr_says['digest']}, not the {digest} just pushed",
-                               fix="tags are immutable: push from a new commit (the tag is <commit>-<bundle version>).")
-    return {"ref": ref, "digest": digest, "by_digest": f"{host}/{cfg.ecr.repository}@{digest}", "seconds": seconds,
-            "media_type": json.loads(manifest)["mediaType"], "ecr": ecr_says}

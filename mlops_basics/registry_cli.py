@@ -10,7 +10,8 @@ import argparse
 import subprocess
 from .aws import aws_config, cli_error
 from .core import need
-from .registries import fetch_bundle, provision, publish_bundle, push_image
+from .ecr_images import push_image
+from .registries import fetch_bundle, provision, publish_bundle
 
 # %% ../nbs/lib/registry_cli.ipynb #w7-043
 _PROG = "mlops-basics-registry"

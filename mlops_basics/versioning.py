@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PIPELINE_FILES', 'project_root', 'dvc_env', 'run_cmd', 'dvc', 'fetch_data', 'remote_config', 'configure_remotes',
            'make_sandbox', 'set_params', 'git_commit_all', 'repro', 'bundle_version', 'read_metrics', 'checkout',
-           'cached_outputs', 'tracked_hashes', 'roundtrip', 'ensure_checkpoint', 'main']
+           'ensure_checkpoint']
 
 # %% ../nbs/03_versioning.ipynb #32e98956
 import json
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, fail, load_cola, read_cola_tsv, staged_dir
+from .core import COLA_FILES, ConfigError, MlopsBasicsError, default_data_dir, load_cola, read_cola_tsv, staged_dir
 
 PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")
 
@@ -157,85 +157,12 @@ def checkout(repo: str | Path, rev: str) -> str:
     dvc("checkout", "--force", cwd=repo)
     return bundle_version(repo)
 
-# %% ../nbs/03_versioning.ipynb #6da32738
-def cached_outputs(repo: str | Path) -> list[str]:
-    "The outputs of `dvc.yaml`'s stages that DVC keeps in its cache (not the `cache: false` ones git keeps)."
-    import yaml
-    stages = yaml.safe_load((Path(repo) / "dvc.yaml").read_text())["stages"]
-    out = []
-    for st in stages.values():
-        for item in (x for k in ("outs", "metrics", "plots") for x in st.get(k, [])):
-            path, opts = (item, {}) if isinstance(item, str) else next(iter(item.items()))
-            if (opts or {}).get("cache", True):
-                out.append(path)
-    return sorted(out)
-
-def tracked_hashes(repo: str | Path) -> dict[str, str]:
-    "sha256 of every file of the cached pipeline outputs in the workspace."
-    from mlops_basics.predict import sha256_file
-    repo, res = Path(repo), {}
-    for o in cached_outputs(repo):
-        p = repo / o
-        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
-            res[str(f.relative_to(repo))] = sha256_file(f)
-    return res
-
-def roundtrip(repo: str | Path, remote: str) -> dict:
-    "Push to `remote`, delete DVC's cache and the cached outputs, pull them back; raise unless every hash matches."
-    repo = Path(repo)
-    before = tracked_hashes(repo)
-    dvc("push", "-r", remote, cwd=repo)
-    shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
-    for o in cached_outputs(repo):
-        p = repo / o
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    dvc("pull", "-r", remote, cwd=repo)
-    after = tracked_hashes(repo)
-    if after != before:
-        diff = sorted(set(before.items()) ^ set(after.items()))
-        raise MlopsBasicsError(f"round trip through {remote} changed {len(diff)} files, e.g. {diff[0][0]}", fix="check the remote's free space and permissions, then push again.")
-    return {"remote": remote, "files": len(after), "identical": True}
-
 # %% ../nbs/03_versioning.ipynb #ff5d1ef5
-_PROG = "mlops-basics-dvc"
-
 def ensure_checkpoint(model: str = "minilm", training: str = "full", data_dir: str | Path | None = None) -> str:
-    "The newest checkpoint trained with `model` and `training` under paths.runs, training one when there is none."
+    "The newest checkpoint of a `*_<model>-<training>` run under paths.runs (week 0's, a CLI run's), else a new one."
     from mlops_basics.config import compose_config
     from mlops_basics.train import new_run_dir, train
     overrides = [f"model={model}", f"training={training}", "logger=csv"] + ([f"data.dir={data_dir}"] if data_dir else [])
     cfg = compose_config(overrides)
-    runs = sorted(Path(cfg.paths.runs).expanduser().glob(f"*_{cfg.run_name}/checkpoints/best.ckpt"))
+    runs = sorted(Path(cfg.paths.runs).expanduser().glob(f"*_{cfg.run_name}/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
     return str(runs[-1]) if runs else train(cfg, new_run_dir(cfg))["checkpoint"]
-
-# %% ../nbs/03_versioning.ipynb #ff5d1ef5-1
-def main(argv: list[str] | None = None) -> None:
-    "Console entry point `mlops-basics-dvc`."
-    import argparse
-    p = argparse.ArgumentParser(prog=_PROG, description="DVC helpers of the mlops-basics pipeline (dvc.yaml).",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
-        "examples:\n"
-        f"  {_PROG} fetch-data data/cola                       the pipeline's data stage\n"
-        f"  {_PROG} remotes                                    local remote under ~/.mlops-basics\n"
-        f"  {_PROG} remotes s3.bucket=my-bucket default=s3     push to S3 by default\n"
-        f"  {_PROG} remotes s3.endpoint_url=http://127.0.0.1:5000   an S3-compatible server (moto, MinIO)\n\n"
-        "Remote settings: mlops_basics/conf/remotes.yaml (Hydra). AWS credentials: the environment or ~/.aws."))
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    f = sub.add_parser("fetch-data", help="copy CoLA (checked line by line) into a folder")
-    f.add_argument("out", help="destination folder, e.g. data/cola")
-    f.add_argument("--data-dir", help="local CoLA folder (default: $MLOPS_BASICS_DATA_DIR, else the hub)")
-    r = sub.add_parser("remotes", help="configure the local and S3 remotes in .dvc/config.local")
-    r.add_argument("overrides", nargs="*", help="Hydra overrides of conf/remotes.yaml, e.g. s3.bucket=NAME")
-    r.add_argument("--repo", default=".", help="repository root (default: .)")
-    a = p.parse_args(argv)
-    try:
-        if a.cmd == "fetch-data":
-            n = fetch_data(a.out, a.data_dir)
-            print(f"{_PROG}: CoLA in {a.out}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
-        else:
-            if not (Path(a.repo) / ".dvc").is_dir():
-                raise ConfigError(f"{Path(a.repo).resolve()} is not a DVC repository", fix="run it at the repository root.")
-            u = configure_remotes(a.repo, a.overrides)
-            print(f"{_PROG}: remotes local={u['local']} s3={u['s3']} (default: {u['default']})")
-    except MlopsBasicsError as e:
-        fail(_PROG, e)

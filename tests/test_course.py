@@ -48,3 +48,16 @@ def test_side_by_side_each_notebook_gets_a_home_of_its_own_and_a_failure_is_name
     assert r.returncode == 1 and "01_b.ipynb: cell 2" in r.stderr and "boom side by side" in r.stderr, r.stderr[-2000:]
     r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--jobs", "0", home=home, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().endswith("Fix: --jobs 1 (in order) or more.")
+
+
+def test_in_order_the_notebooks_share_one_home_and_week4_finds_week0s_checkpoint(tmp_path, home):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    nbs.mkdir()
+    notebook(nbs / "00_a.ipynb", "import os, pathlib\nrun = pathlib.Path(os.environ['MLOPS_BASICS_HOME']) / 'runs' / 'week0_minilm-full'\n"
+             "(run / 'checkpoints').mkdir(parents=True); (run / 'checkpoints' / 'best.ckpt').write_text('week 0')")
+    notebook(nbs / "01_b.ipynb", "from pathlib import Path\nfrom mlops_basics.versioning import ensure_checkpoint\n"
+             "ckpt = Path(ensure_checkpoint('minilm', 'full'))  # would train for minutes if it missed week 0's run\n"
+             "assert ckpt.read_text() == 'week 0' and ckpt.parts[-3] == 'week0_minilm-full', ckpt")
+    r = run_cli("mlops-basics-course", "--nbs", str(nbs), "--out", str(out), home=home, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "home" / "runs" / "week0_minilm-full").is_dir() and not (home / "runs").exists()

@@ -36,8 +36,9 @@ def test_an_event_is_read_only_when_it_is_one_of_this_schema():
 
 def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
     from mlops_basics.contract import ERROR_FIELDS, error_event
-    from mlops_basics.dashboard import error_kinds, error_rate
-    from mlops_basics.monitoring import ingest_file, open_store, parse_event, parse_line, summary
+    from mlops_basics.dashboard import error_kinds, error_rate, summary
+    from mlops_basics.ingest import ingest_file
+    from mlops_basics.monitoring import open_store, parse_event, parse_line
     failed = [error_event(f"e{i}", "v1", 503 if i else 422, 2.0, "service") for i in range(3)]
     assert set(failed[0]) == set(ERROR_FIELDS) and parse_event(json.dumps(failed[0])) is None
     assert parse_line(json.dumps(failed[0])) == ("error", failed[0])
@@ -60,7 +61,8 @@ def test_error_events_are_read_stored_once_and_give_the_error_rate(tmp_path):
 
 def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
     from mlops_basics.core import ConfigError
-    from mlops_basics.monitoring import ingest_file, open_store
+    from mlops_basics.ingest import ingest_file
+    from mlops_basics.monitoring import open_store
     log, store = tmp_path / "service.log", tmp_path / "store.duckdb"
     first = events("a", 3)
     write(log, first + events("b", 2), extra="INFO: uvicorn said something\n")
@@ -94,7 +96,8 @@ def test_ingestion_is_idempotent_resumes_and_counts_bad_lines(tmp_path):
 
 def test_the_dashboard_queries_answer_per_version_source_and_window(tmp_path):
     from mlops_basics.core import ConfigError
-    from mlops_basics.monitoring import add_events, open_store, score_histogram, summary, traffic
+    from mlops_basics.dashboard import score_histogram, summary
+    from mlops_basics.monitoring import add_events, open_store, traffic
     con = open_store(":memory:")
     evs = []
     for i, ms in enumerate([1, 2, 3, 4, 100]):  # five requests of 2 sentences on v1, one request latency each
@@ -119,8 +122,10 @@ def test_a_real_service_and_the_lambda_handler_log_events_the_store_reads(bundle
     "A uvicorn process (mlops-basics-serve, its stdout to a file) and the handler under the Lambda emulator (via CloudWatch too)."
     from mlops_basics.aws import aws_config
     from mlops_basics.cloudwatch import pull_cloudwatch, put_log_lines
+    from mlops_basics.dashboard import summary
+    from mlops_basics.ingest import ingest_file
     from mlops_basics.lambda_emulator import local_lambda, rie_invoker
-    from mlops_basics.monitoring import ingest_file, open_store, summary
+    from mlops_basics.monitoring import open_store
     port, log = free_port(), tmp_path / "service.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(BIN / "mlops-basics-serve"), "--bundle", str(bundle), "--port", str(port)],

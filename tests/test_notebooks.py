@@ -83,7 +83,6 @@ def test_reading_time_counts_words_and_code_lines(tmp_path):
     assert reading_minutes(tmp_path / "n.ipynb") == 360 / 180 + 24 / 12  # blank lines and outputs are not read
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: weeks 05, 06 and 09 read over 45 minutes and the ten over 6 hours (mlops-basics-course --reading-time); remove this mark when it passes")
 def test_each_week_reads_in_an_evening_and_the_course_in_six_hours():
     from mlops_basics.core import COURSE_BUDGET, WEEK_BUDGET, reading_minutes
     mins = {p.name: reading_minutes(p) for p in NBS}

@@ -44,7 +44,7 @@ def _heavy_modules_after(mod: str, argv: list[str], **env) -> list[str]:
 
 def test_reading_cola_and_scoring_a_bundle_import_no_training_stack(bundle, trained, tmp_path):
     # the DVC data stage: read and check CoLA, copy it
-    assert _heavy_modules_after("mlops_basics.versioning", ["fetch-data", str(tmp_path / "cola"), "--data-dir", str(trained["data"])]) == []
+    assert _heavy_modules_after("mlops_basics.dvc_cli", ["fetch-data", str(tmp_path / "cola"), "--data-dir", str(trained["data"])]) == []
     assert sorted(p.name for p in (tmp_path / "cola").iterdir()) == ["train.tsv", "validation.tsv"]
     # the DVC evaluate stage: score both precisions on the validation set
     assert _heavy_modules_after("mlops_basics.bundle", ["evaluate", str(bundle), "--data-dir", str(trained["data"]),

@@ -163,7 +163,8 @@ def manifest(layer: bytes) -> bytes:
 
 def test_ecr_reports_the_pushed_digest_and_keeps_tags_immutable(aws):
     from mlops_basics.aws import client, record_image
-    from mlops_basics.registries import image_details, provision
+    from mlops_basics.ecr_images import image_details
+    from mlops_basics.registries import provision
     cfg = config("ecr.repository=metadata-test")
     provision(cfg)
     one, two = manifest(b"layer one"), manifest(b"layer two")
@@ -188,9 +189,10 @@ def test_ecr_reports_the_pushed_digest_and_keeps_tags_immutable(aws):
 def test_the_image_goes_to_a_real_registry_with_an_ecr_token_and_comes_back_by_digest(aws, bundle, tmp_path, monkeypatch):
     "moto's ECR API hands out the token; a real registry process (docker-registry) holds the bytes."
     from mlops_basics.aws import client, local_registry, record_image
-    from mlops_basics.cicd import smoke_image
     from mlops_basics.core import MlopsBasicsError
-    from mlops_basics.registries import ecr_login, provision, push_image
+    from mlops_basics.deploy_checks import smoke_image
+    from mlops_basics.ecr_images import ecr_login, push_image
+    from mlops_basics.registries import provision
     env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only (podman and skopeo read it)
     for k, v in env.items():

@@ -24,7 +24,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_the_handler_imports_no_training_stack_and_no_web_framework(bundle):
-    code = (f"import sys, json; from mlops_basics.serverless import LambdaApp, ServeSettings, url_event\n"
+    code = (f"import sys, json; from mlops_basics.lambda_events import url_event; from mlops_basics.serverless import LambdaApp, ServeSettings\n"
             f"app = LambdaApp(ServeSettings(bundle={str(bundle)!r}))\n"
             f"out = app(url_event('POST', '/predict', {{'sentences': ['The cat sat.']}}))\n"
             f"print(json.dumps([out['statusCode'], sorted(m for m in ('torch', 'lightning', 'transformers', 'fastapi', 'starlette', 'boto3', 'mlops_basics.serve') if m in sys.modules)]))")
@@ -81,7 +81,7 @@ def invocations(events: dict, url: str) -> dict:
 
 def test_every_event_shape_and_every_bad_one_under_the_emulator(bundle):
     from mlops_basics.lambda_emulator import local_lambda
-    from mlops_basics.serverless import url_event
+    from mlops_basics.lambda_events import url_event
     good = {"rest": {"httpMethod": "POST", "path": "/predict", "headers": {"Content-Type": "application/json"},
                      "body": json.dumps({"sentences": ["The cat sat."]}), "isBase64Encoded": False,
                      "requestContext": {"requestId": "rest-1"}, "resource": "/predict"},
@@ -125,7 +125,8 @@ def test_sentences_are_logged_only_when_sampled(bundle, caplog, monkeypatch):
     import logging
     from mlops_basics.contract import ServeSettings
     from mlops_basics.core import ConfigError
-    from mlops_basics.serverless import LambdaApp, url_event
+    from mlops_basics.lambda_events import url_event
+    from mlops_basics.serverless import LambdaApp
     sentences = [f"The cat number {i} sat." for i in range(40)]
     for rate, want in ((0.0, 0), (1.0, 40)):
         caplog.clear()
@@ -148,7 +149,7 @@ def test_sentences_are_logged_only_when_sampled(bundle, caplog, monkeypatch):
 
 def test_a_bundle_that_does_not_load_leaves_the_function_alive_but_not_ready(tmp_path):
     from mlops_basics.lambda_emulator import local_lambda
-    from mlops_basics.serverless import url_event
+    from mlops_basics.lambda_events import url_event
     with local_lambda(tmp_path / "no-bundle") as fn:
         got = invocations({"health": url_event("GET", "/health"), "ready": url_event("GET", "/ready"),
                            "predict": url_event("POST", "/predict", {"sentences": ["x"]})}, fn.url)
@@ -238,7 +239,7 @@ def test_the_lambda_image_runs_under_the_emulator_and_the_deploy_job_ships_it(aw
     from mlops_basics.aws import client, local_registry
     from mlops_basics.lambda_deploy import provision_function
     from mlops_basics.lambda_emulator import local_lambda, rie_invoker
-    from mlops_basics.serverless import url_event
+    from mlops_basics.lambda_events import url_event
     env = podman_env(registry=True)
     env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")  # this test's logins only
     (tmp_path / "auth.json").write_text('{"auths": {}}')

@@ -152,3 +152,14 @@ def test_ddp_from_python_says_to_start_it_from_the_command_line(cola_dir, home):
     with pytest.raises(ConfigError, match="trainer=ddp"):
         train(compose_config([*SMOKE, "trainer=ddp", f"data.dir={cola_dir}", f"paths.home={home}"]), home / "run")
     assert not (home / "run").exists()
+
+
+def test_an_option_of_your_own_from_a_search_path_trains(cola_dir, home, tmp_path):
+    "Week 2's exercise 2 on the command line: a training preset in your own folder, found through hydra.searchpath."
+    (tmp_path / "conf" / "training").mkdir(parents=True)
+    (tmp_path / "conf" / "training" / "warm.yaml").write_text("defaults:\n  - smoke\n  - _self_\nname: warm\nwarmup_ratio: 0.3\n")
+    r = run_cli("mlops-basics-train", "training=warm", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=tiny_random",
+                "logger=csv", f"data.dir={cola_dir}", home=home)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (cfg,) = (home / "runs").glob("*_tiny_random-warm/config.yaml")
+    assert "warmup_ratio: 0.3" in cfg.read_text()

@@ -111,7 +111,7 @@ def moto_server():
 
 @pytest.mark.parametrize("remote", ["local", "s3"])
 def test_push_delete_pull_gives_identical_files(clone, tmp_path, remote, request, monkeypatch):
-    from mlops_basics.versioning import roundtrip, tracked_hashes
+    from mlops_basics.dvc_roundtrip import roundtrip, tracked_hashes
     work = tmp_path / "w"
     shutil.copytree(clone["repo"], work, symlinks=True)
     env = clone["env"]
