@@ -103,6 +103,7 @@ def _error_panel(con, every: str, **window) -> str:
     for source, g in r.groupby("source"):
         ax.plot(g["bucket"], 100 * g["error_rate"], marker="o", markersize=3, label=source)
     ax.set(title="error rate: failed requests (5xx, %), by source", xlabel="", ylabel="% of requests")
+    ax.set_ylim(bottom=0)  # a rate is never negative, even when every point is 0
     if len(r):
         ax.legend()
     kinds = error_kinds(con, **window)
@@ -116,7 +117,7 @@ def dashboard_panels(con, report: dict | None = None, every: str = "1 minute", *
     out["latency"] = _table(s[["model_version", "source", "requests", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]].rename(
         columns=lambda c: c.replace("latency_", "").replace("_ms", "")))
     out["versions"] = _table(s[["model_version", "source", "events", "rejected", "errors", "error_rate", "acceptable_share", "mean_score", "truncated_share", "first", "last"]].rename(
-        columns=lambda c: c.replace("_share", " %").replace("mean_", "")))
+        columns=lambda c: c.replace("_share", " share").replace("mean_", "")))
     out["errors"] = _error_panel(con, every, **window)
     out["ingestion"] = _table(con.execute("SELECT origin AS source, bad_lines FROM cursors ORDER BY origin").df())
     if report is None:
